@@ -1,0 +1,43 @@
+"""``streamapp``: one command, a sub-command per job. It parses arguments and calls functions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from streamapp.commands import stack
+from streamapp.errors import StreamappError
+
+
+class _Group(click.Group):
+    """Turns :class:`StreamappError` into one clear line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StreamappError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def cli(verbose: bool) -> None:
+    """streamapp: live exchange trades turned into candles you can query.
+
+    Settings come from STREAMAPP_* environment variables (see README,
+    "Settings"); defaults point at the local stack on 127.0.0.1.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+cli.add_command(stack.stack)
+
+
+def main() -> None:
+    cli()

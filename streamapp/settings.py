@@ -1,0 +1,128 @@
+"""The one reader of the environment: every setting, its default and its variable.
+
+Each field is read from ``STREAMAPP_<FIELD>`` (upper case), e.g.
+``STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=broker:9092``. Defaults point at the local
+stack on loopback; pointing the same code at compose or a cluster is a matter
+of settings only. Nothing reads ``os.environ`` but this module, and importing
+it reads nothing: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMAPP_", extra="ignore")
+
+    # --- where state lives -------------------------------------------------
+    home: Path = Field(Path(".stack"), description="Local stack data dir (data, logs, pid files).")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "streamapp",
+        description="Downloads kept across stacks (the Kafka jars), outside the repo.",
+    )
+
+    # --- broker ------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_partitions: int = Field(3, ge=1, description="Partitions of the topics streamapp creates.")
+    topic_replication_factor: int = Field(1, ge=1)
+    raw_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Retention of raw and normalized topics.")
+    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Retention of the dead-letter topic.")
+
+    # --- schema registry ---------------------------------------------------
+    schema_registry_url: str = "http://127.0.0.1:8081"
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+
+    # --- warehouse (ClickHouse over HTTP) ------------------------------------
+    clickhouse_url: str = Field(
+        "http://127.0.0.1:8123", description="ClickHouse HTTP DSN, e.g. https://user:pass@host:8443/db."
+    )
+    # The Kafka engine runs inside ClickHouse, whose view of the network can differ
+    # from ours (in compose: redpanda:9092). Empty means "same as ours".
+    clickhouse_kafka_broker_list: str = ""
+    clickhouse_schema_registry_url: str = ""
+    hot_retention_days: int = Field(30, ge=1, description="TTL of Bronze and Silver rows in the hot tier.")
+    gold_retention_days: int = Field(3650, ge=1, description="TTL of Gold candles in the hot tier.")
+
+    # --- local stack -------------------------------------------------------
+    kafka_version: str = Field("4.1.1", description="Apache Kafka release the local stack runs.")
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    stack_start_timeout_s: float = 90.0
+
+    # --- processes -----------------------------------------------------------
+    feed_metrics_port: int = 9101
+    worker_web_port: int = 6066
+    worker_metrics_port: int = 9102
+    simulator_port: int = 9200
+    clock_skew_s: float = Field(5.0, ge=0, description="How far ahead of now a trade time may be.")
+
+    # --- derived -----------------------------------------------------------
+    @property
+    def broker_host_port(self) -> tuple[str, int]:
+        first = self.kafka_bootstrap_servers.split(",")[0]
+        host, _, port = first.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    @property
+    def registry_host_port(self) -> tuple[str, int]:
+        return _host_port(self.schema_registry_url, 8081)
+
+    @property
+    def clickhouse_host_port(self) -> tuple[str, int]:
+        return _host_port(self.clickhouse_url, 8123)
+
+    @property
+    def warehouse_kafka_broker_list(self) -> str:
+        return self.clickhouse_kafka_broker_list or self.kafka_bootstrap_servers
+
+    @property
+    def warehouse_schema_registry_url(self) -> str:
+        return self.clickhouse_schema_registry_url or self.schema_registry_url
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) configuration for the broker, security included."""
+        config = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return config
+
+    def schema_registry_config(self) -> dict[str, str]:
+        """confluent-kafka ``SchemaRegistryClient`` configuration."""
+        config = {"url": self.schema_registry_url}
+        if self.schema_registry_username and self.schema_registry_password:
+            config["basic.auth.user.info"] = (
+                f"{self.schema_registry_username}:{self.schema_registry_password.get_secret_value()}"
+            )
+        return config
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first call."""
+    return Settings()

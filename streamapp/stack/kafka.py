@@ -1,0 +1,131 @@
+"""The local broker: Apache Kafka in single-node KRaft mode, run from jars fetched with Maven.
+
+The jars come from Maven Central on first use (``ops/kafka/pom.xml``) into
+``<cache_dir>/kafka-<version>/libs`` and are reused by every stack after that.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from streamapp.errors import StreamappError
+from streamapp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POM = Path(__file__).resolve().parents[2] / "ops" / "kafka" / "pom.xml"
+
+LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+"""
+
+
+def libs_dir(settings: Settings) -> Path:
+    return settings.cache_dir / f"kafka-{settings.kafka_version}" / "libs"
+
+
+def data_dir(settings: Settings) -> Path:
+    return settings.home / "kafka"
+
+
+def ensure_jars(settings: Settings) -> Path:
+    """Fetch the broker's jars with Maven unless they are cached already."""
+    libs = libs_dir(settings)
+    if (libs / f"kafka_2.13-{settings.kafka_version}.jar").exists():
+        return libs
+    if shutil.which("java") is None:
+        raise StreamappError("Java is missing: the local broker needs a JRE 17+ on PATH (apt-get install openjdk-17-jre-headless).")
+    if shutil.which("mvn") is None:
+        raise StreamappError(
+            f"Maven is missing and the Kafka {settings.kafka_version} jars are not cached in {libs}: "
+            "install Maven (apt-get install maven) so `stack up` can fetch them once."
+        )
+    if not POM.exists():
+        raise StreamappError(f"{POM} is missing: run streamapp from its source checkout (pip install -e .).")
+    log.info("fetching Apache Kafka %s jars from Maven Central into %s (first use only)", settings.kafka_version, libs)
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = subprocess.run(
+        [
+            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            f"-Dkafka.version={settings.kafka_version}",
+            "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise StreamappError(f"fetching Kafka {settings.kafka_version} with Maven failed:\n{tail}")
+    tmp.rename(libs)
+    return libs
+
+
+def server_properties(settings: Settings) -> str:
+    host, port = settings.broker_host_port
+    ctl = settings.kafka_controller_port
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{host}:{ctl}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={data_dir(settings).resolve() / 'logs'}",
+        # One node: topics are created explicitly by streamapp, never by accident.
+        "auto.create.topics.enable=false",
+        f"num.partitions={settings.topic_partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=10",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=10",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        # No waiting for more members: a single-node stack has them all.
+        "group.initial.rebalance.delay.ms=0",
+        "log.segment.bytes=67108864",
+        "",
+    ])
+
+
+def prepare(settings: Settings) -> list[str]:
+    """Write config, format storage on first start, and return the broker's command line."""
+    libs = ensure_jars(settings)
+    root = data_dir(settings).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    props = root / "server.properties"
+    props.write_text(server_properties(settings))
+    (root / "log4j2.yaml").write_text(LOG4J2)
+    java = ["java", f"-Xms{settings.kafka_heap}", f"-Xmx{settings.kafka_heap}",
+            f"-Dlog4j2.configurationFile={root / 'log4j2.yaml'}", "-cp", f"{libs}/*"]
+    if not (root / "logs" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise StreamappError(f"formatting Kafka storage in {root} failed: {result.stdout}{result.stderr}")
+    return java + ["kafka.Kafka", str(props)]

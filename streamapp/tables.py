@@ -1,0 +1,33 @@
+"""ClickHouse table names: declared here once (sql/ is checked against it)."""
+
+from streamapp.exchanges import EXCHANGES
+
+MIGRATIONS = "schema_migrations"
+SILVER = "silver_trades"
+KAFKA_ERRORS = "kafka_errors"
+
+INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "1d")
+
+
+def kafka(exchange: str) -> str:
+    return f"kafka_trades_{exchange}"
+
+
+def bronze(exchange: str) -> str:
+    return f"bronze_trades_{exchange}"
+
+
+def gold(interval: str) -> str:
+    """AggregatingMergeTree of candle states."""
+    return f"gold_ohlcv_{interval}"
+
+
+def candles(interval: str) -> str:
+    """Plain view finalizing :func:`gold` states into OHLCV rows."""
+    return f"gold_ohlcv_{interval}_final"
+
+
+KAFKA_TABLES = tuple(kafka(e) for e in EXCHANGES)
+BRONZE_TABLES = tuple(bronze(e) for e in EXCHANGES)
+GOLD_TABLES = tuple(gold(i) for i in INTERVALS)
+CANDLE_VIEWS = tuple(candles(i) for i in INTERVALS)
