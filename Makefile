@@ -1,0 +1,28 @@
+# The two commands of the README's Quick start, and their parts.
+PYTHON ?= python3
+
+# Tests run against their own stack (own data dir and ports) so a stack you
+# run for real on the default ports is never touched by them.
+TEST_ENV = STREAMAPP_HOME=$(CURDIR)/.stack-test \
+	STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
+	STREAMAPP_KAFKA_CONTROLLER_PORT=19093 \
+	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:18081 \
+	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:18123
+
+.PHONY: install demo test unit down
+
+install:
+	PYTHON=$(PYTHON) ops/scripts/install.sh
+
+demo: install
+	streamapp stack up
+	streamapp stack status
+
+test: install
+	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: install
+	$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+down:
+	streamapp stack down

@@ -1,0 +1,1 @@
+"""Shared test configuration: nothing here touches the network."""

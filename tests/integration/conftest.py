@@ -1,0 +1,23 @@
+"""Integration fixtures: the real local stack, started once per test run.
+
+Services that were not running before the session are started here and stopped
+at its end; a stack a developer already runs is used and left alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from streamapp.settings import Settings, get_settings
+from streamapp.stack import services
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    settings = get_settings()
+    already = {row.name for row in services.status(settings) if row.running}
+    services.up(settings)
+    yield settings
+    for svc in reversed(services.SERVICES):
+        if svc.name not in already:
+            services.stop(settings, svc)

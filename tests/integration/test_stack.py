@@ -1,0 +1,88 @@
+"""The local stack itself: CLI, broker round trip, clear errors."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamapp.cli import cli
+from streamapp.settings import get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def test_status_lists_every_service_healthy(stack):
+    result = CliRunner().invoke(cli, ["stack", "status"])
+    assert result.exit_code == 0, result.output
+    for name in ("broker", "registry", "warehouse"):
+        line = next(l for l in result.output.splitlines() if l.startswith(name))
+        assert line.endswith("healthy"), line
+
+
+def test_up_is_idempotent(stack):
+    result = CliRunner().invoke(cli, ["stack", "up"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("healthy at") == 3
+
+
+def test_logs_shows_the_broker_log(stack):
+    result = CliRunner().invoke(cli, ["stack", "logs", "broker", "-n", "500"])
+    assert result.exit_code == 0
+    assert "Kafka Server started" in result.output
+
+
+def test_logs_rejects_an_unknown_service():
+    result = CliRunner().invoke(cli, ["stack", "logs", "zookeeper"])
+    assert result.exit_code == 2
+    assert "'zookeeper' is not one of 'broker', 'registry', 'warehouse'" in result.output
+
+
+def test_produce_and_consume_through_the_broker(stack):
+    topic = f"test.stack.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(stack.kafka_client_config())
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    producer = Producer({**stack.kafka_client_config(), "enable.idempotence": True, "acks": "all"})
+    sent = [(f"k{i % 2}".encode(), f"v{i}".encode()) for i in range(50)]
+    for key, value in sent:
+        producer.produce(topic, value, key, headers={"n": value})
+    assert producer.flush(30) == 0
+
+    consumer = Consumer({**stack.kafka_client_config(), "group.id": topic, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    received = []
+    try:
+        while len(received) < len(sent):
+            msg = consumer.poll(10)
+            assert msg is not None, f"only {len(received)} of {len(sent)} records arrived"
+            assert msg.error() is None, msg.error()
+            assert dict(msg.headers()) == {"n": msg.value()}
+            received.append((msg.key(), msg.value()))
+    finally:
+        consumer.close()
+    for key in (b"k0", b"k1"):  # order is kept per key (per partition)
+        assert [v for k, v in received if k == key] == [v for k, v in sent if k == key]
+
+
+def test_up_fails_clearly_when_a_port_is_taken(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = {
+            "STREAMAPP_HOME": str(tmp_path),
+            "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        }
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(cli, ["stack", "up"], env=env)
+        finally:
+            get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert f"cannot start broker: 127.0.0.1:{port} is already in use by another process" in result.output
+    assert "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS" in result.output
+    assert "Traceback" not in result.output
