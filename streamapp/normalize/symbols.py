@@ -45,7 +45,8 @@ DEFAULT_KRAKEN_SYMBOLS: tuple[str, ...] = (
     "XBT/USD", "XBT/EUR", "XBT/USDT", "XBT/CHF", "ETH/USD", "ETH/EUR", "ETH/XBT", "ETH/CHF",
     "SOL/USD", "XDG/USD", "XRP/USD", "ADA/USD", "ADA/XBT", "USDT/USD", "USDC/USD", "USDC/GBP",
     "ALGO/XBT", "DASH/EUR", "XMR/USD", "SC/EUR", "KSM/XBT", "GRT/ETH", "OCEAN/XBT", "OMG/USD",
-    "WAVES/EUR", "WAVES/ETH", "FIL/XBT", "ICX/USD", "KAVA/USD", "LSK/USD", "AUD/USD",
+    "WAVES/EUR", "WAVES/ETH", "FIL/XBT", "ICX/USD", "KAVA/USD", "LSK/USD", "AUD/USD", "MATIC/USD",
+    "MATIC/GBP",
 )  # fmt: skip
 
 _ASSET = re.compile(r"[A-Z0-9]{1,20}")
