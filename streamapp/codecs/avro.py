@@ -36,6 +36,8 @@ MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")  # magic byte, schema id
 HEADER_SIZE = _HEADER.size  # 5
 MAX_SCHEMA_ID = 2**31 - 1  # ids are Java ints in the registry
+MAX_INT = 2**31 - 1  # Avro int
+MAX_LONG = 2**63 - 1  # Avro long
 
 
 class CodecError(StreamappError):
@@ -93,6 +95,13 @@ class TradeAvroCodec:
         """Magic byte, schema id, Avro body of ``trade``."""
         if not isinstance(trade, Trade):
             raise CodecError(f"cannot encode {type(trade).__name__}; expected records.Trade")
+        # fastavro writes any Python int as a varint without range checks; a partition
+        # beyond Avro's int range would be unreadable elsewhere, so check the lineage ints.
+        partition, offset = trade.raw_partition, trade.raw_offset
+        if type(partition) is not int or not 0 <= partition <= MAX_INT:
+            raise CodecError(f"Trade.raw_partition is {partition!r}; expected an int in 0..{MAX_INT}")
+        if type(offset) is not int or not 0 <= offset <= MAX_LONG:
+            raise CodecError(f"Trade.raw_offset is {offset!r}; expected an int in 0..{MAX_LONG}")
         datum = {
             "exchange": trade.exchange,
             "symbol": trade.symbol,
@@ -105,8 +114,8 @@ class TradeAvroCodec:
             "trade_time": trade.trade_time,
             "event_time": trade.event_time,
             "receive_time": trade.receive_time,
-            "raw_partition": trade.raw_partition,
-            "raw_offset": trade.raw_offset,
+            "raw_partition": partition,
+            "raw_offset": offset,
         }
         buffer = self._buffer
         buffer.seek(0)
