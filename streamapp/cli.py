@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streamapp.commands import stack
+from streamapp.commands import db, stack, worker
 from streamapp.errors import StreamappError
 
 
@@ -37,6 +37,12 @@ def cli(verbose: bool) -> None:
 
 
 cli.add_command(stack.stack)
+from streamapp.commands import exchange, feed  # noqa: E402  (issue 3)
+
+cli.add_command(feed.feed)
+cli.add_command(exchange.exchange)
+cli.add_command(worker.worker)
+cli.add_command(db.db)
 
 
 def main() -> None:

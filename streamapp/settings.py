@@ -62,11 +62,18 @@ class Settings(BaseSettings):
     stack_start_timeout_s: float = 90.0
 
     # --- processes -----------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Where /metrics listens (0.0.0.0 in containers).")
     feed_metrics_port: int = 9101
     worker_web_port: int = 6066
     worker_metrics_port: int = 9102
     simulator_port: int = 9200
     clock_skew_s: float = Field(5.0, ge=0, description="How far ahead of now a trade time may be.")
+    binance_symbols: str = Field(
+        "", description="Comma-separated Binance symbols (BTCUSDT,...) the normalizer accepts besides its defaults."
+    )
+    kraken_symbols: str = Field(
+        "", description="Comma-separated Kraken pairs (XBT/USD,...) the normalizer accepts besides its defaults."
+    )
 
     # --- derived -----------------------------------------------------------
     @property

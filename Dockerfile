@@ -1,0 +1,12 @@
+# The streamapp image used by compose.yaml: every process is `streamapp <sub-command>`.
+FROM python:3.11-slim
+WORKDIR /app
+COPY setup.cfg pyproject.toml README.md ./
+COPY streamapp streamapp
+COPY agents agents
+COPY records records
+COPY sql sql
+COPY captures captures
+COPY ops ops
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["streamapp"]

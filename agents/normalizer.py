@@ -1,0 +1,58 @@
+"""Normalizer agents: one per exchange, raw frames → Avro ``Trade`` records, or the DLQ.
+
+Thin wiring: read a raw record, let :class:`streamapp.dispatch.Dispatcher`
+decide, send what it returns. Sends happen inside the record's Kafka
+transaction (exactly-once processing), so a crash loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streamapp import topics
+from streamapp.app import app
+from streamapp.clients.registry import register_trade_schema
+from streamapp.codecs.avro import TradeAvroCodec
+from streamapp.dispatch import Dispatcher
+from streamapp.exchanges import BINANCE, KRAKEN
+from streamapp.normalize import binance, kraken
+from streamapp.normalize.symbols import DEFAULT_BINANCE_SYMBOLS, DEFAULT_KRAKEN_SYMBOLS, SymbolMap
+from streamapp.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+_RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+_dlq = app.topic(topics.DLQ, **_RAW_BYTES)
+_normalized = {exchange: app.topic(topics.normalized(exchange), **_RAW_BYTES) for exchange in (BINANCE, KRAKEN)}
+
+
+async def _dispatcher(exchange: str, normalize: Any, symbols: SymbolMap) -> Dispatcher:
+    settings = get_settings()
+    schema_id = await register_trade_schema(settings, topics.normalized(exchange))
+    log.info("%s: Trade schema id %d under %s", exchange, schema_id, topics.value_subject(topics.normalized(exchange)))
+    return Dispatcher(exchange, normalize, symbols, TradeAvroCodec(schema_id), max_skew_s=settings.clock_skew_s)
+
+
+def _listed(csv: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in csv.split(",") if item.strip())
+
+
+async def _run(stream: Any, dispatcher: Dispatcher) -> None:
+    targets = {dispatcher.target_topic: _normalized[dispatcher.exchange], topics.DLQ: _dlq}
+    async for event in stream.events():
+        message = event.message
+        for out in dispatcher.dispatch(message.value, message.key, message.headers, message.partition, message.offset):
+            await targets[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+
+
+@app.agent(app.topic(topics.raw(BINANCE), **_RAW_BYTES), name="normalize-binance")
+async def normalize_binance(stream: Any) -> None:
+    extra = _listed(get_settings().binance_symbols)
+    await _run(stream, await _dispatcher(BINANCE, binance.normalize, SymbolMap.binance(DEFAULT_BINANCE_SYMBOLS + extra)))
+
+
+@app.agent(app.topic(topics.raw(KRAKEN), **_RAW_BYTES), name="normalize-kraken")
+async def normalize_kraken(stream: Any) -> None:
+    extra = _listed(get_settings().kraken_symbols)
+    await _run(stream, await _dispatcher(KRAKEN, kraken.normalize, SymbolMap.kraken(DEFAULT_KRAKEN_SYMBOLS + extra)))

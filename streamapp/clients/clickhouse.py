@@ -1,0 +1,27 @@
+"""ClickHouse over HTTP (a server, or the local stack's embedded warehouse): one client factory."""
+
+from __future__ import annotations
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from streamapp.errors import StreamappError
+from streamapp.settings import Settings
+
+
+def connect(settings: Settings, **kwargs) -> Client:
+    """A clickhouse-connect client for ``settings.clickhouse_url``; a clear error if unreachable."""
+    try:
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, **kwargs)
+    except ClickHouseError as exc:
+        host, port = settings.clickhouse_host_port
+        raise StreamappError(
+            f"cannot reach ClickHouse at {host}:{port} ({_first_line(exc)}); is it running "
+            "(`streamapp stack status`), or is STREAMAPP_CLICKHOUSE_URL wrong?"
+        ) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

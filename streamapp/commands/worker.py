@@ -1,0 +1,29 @@
+"""``streamapp worker``: the Faust normalizer worker."""
+
+from __future__ import annotations
+
+import click
+
+from streamapp.settings import get_settings
+
+
+@click.command()
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
+def worker(loglevel: str) -> None:
+    """Run the normalizer: raw topics -> validated Avro Trades on the normalized topics,
+    rejects to the DLQ. Start more workers (same settings) to share the partitions.
+
+    Web port: STREAMAPP_WORKER_WEB_PORT; metrics: STREAMAPP_WORKER_METRICS_PORT.
+    Same as `faust -A streamapp.app worker`.
+    """
+    from faust import Worker
+
+    import agents.normalizer  # noqa: F401 - registers the agents
+    from streamapp import topics
+    from streamapp.app import app
+    from streamapp.clients.kafka import ensure_topics
+
+    settings = get_settings()
+    ensure_topics(settings, topics.PIPELINE_TOPICS)
+    Worker(app, loglevel=loglevel.upper()).execute_from_commandline()

@@ -1,0 +1,139 @@
+"""One raw record in, the records to publish out: normalized Avro trades, or one DLQ record.
+
+This is the normalizer agents' whole decision, kept free of Faust and of I/O so
+it can be tested and benchmarked on its own (the agents only read, call
+:meth:`Dispatcher.dispatch`, and send).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from prometheus_client import Counter, Histogram
+
+from streamapp import topics
+from streamapp.codecs.avro import CodecError, TradeAvroCodec
+from streamapp.feeds import headers as raw_headers
+from streamapp.normalize.result import BAD_VALUE, MISSING_FIELD, Ignored, Rejection, Result
+from streamapp.normalize.symbols import SymbolMap
+
+log = logging.getLogger(__name__)
+
+# DLQ record headers: why the record was rejected and where it came from.
+ERROR_CODE = "streamapp.error_code"
+ERROR_MESSAGE = "streamapp.error_message"
+SOURCE_TOPIC = "streamapp.source_topic"
+SOURCE_PARTITION = "streamapp.source_partition"
+SOURCE_OFFSET = "streamapp.source_offset"
+
+# Rejections found here rather than by the exchange parsers.
+MISSING_HEADER = MISSING_FIELD
+UNENCODABLE = BAD_VALUE
+
+FRAMES = Counter("streamapp_normalizer_frames_total", "Raw records processed, by outcome.", ["exchange", "outcome"])
+TRADES = Counter("streamapp_normalizer_trades_total", "Normalized trades published.", ["exchange"])
+REJECTED = Counter("streamapp_normalizer_rejected_total", "Raw records sent to the DLQ, by reason.", ["exchange", "reason"])
+IGNORED = Counter("streamapp_normalizer_ignored_total", "Control frames skipped, by kind.", ["exchange", "kind"])
+NORMALIZE_SECONDS = Histogram(
+    "streamapp_normalize_seconds", "Time to normalize and encode one raw record.", ["exchange"],
+    buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05),
+)
+RECEIVE_TO_PUBLISH_SECONDS = Histogram(
+    "streamapp_receive_to_publish_seconds", "Feed receive time to normalized record handed to the producer.",
+    ["exchange"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
+)
+
+Normalize = Callable[..., Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Dispatcher:
+    """Normalizes one exchange's raw records and encodes the results for publishing."""
+
+    def __init__(
+        self, exchange: str, normalize: Normalize, symbols: SymbolMap, codec: TradeAvroCodec, *, max_skew_s: float
+    ) -> None:
+        if symbols.exchange != exchange:
+            raise ValueError(f"symbol map is for {symbols.exchange!r}, not {exchange!r}")
+        self.exchange = exchange
+        self.source_topic = topics.raw(exchange)
+        self.target_topic = topics.normalized(exchange)
+        self._normalize = normalize
+        self._symbols = symbols
+        self._codec = codec
+        self._max_skew_us = int(max_skew_s * 1_000_000)
+        self._trades = TRADES.labels(exchange)
+        self._latency = NORMALIZE_SECONDS.labels(exchange)
+        self._freshness = RECEIVE_TO_PUBLISH_SECONDS.labels(exchange)
+        self._outcomes = {o: FRAMES.labels(exchange, o) for o in ("trades", "ignored", "rejected")}
+
+    def dispatch(
+        self, value: bytes, key: bytes | None, headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
+        partition: int, offset: int,
+    ) -> list[Outgoing]:
+        """The records to publish for one raw record (none for a control frame)."""
+        started = time.perf_counter()
+        now_us = time.time_ns() // 1000
+        header_map = dict(headers or ())
+        receive = header_map.get(raw_headers.RECEIVE_TIME_US)
+        if receive is None or not receive.isdigit():
+            result: Result = Rejection(
+                MISSING_HEADER,
+                f"raw record has no valid {raw_headers.RECEIVE_TIME_US} header ({receive!r}); "
+                "raw topics are written by `streamapp feed run` or `streamapp replay`, which set it",
+            )
+        else:
+            result = self._normalize(
+                value, receive_time_us=int(receive), raw_partition=partition, raw_offset=offset,
+                symbols=self._symbols, now_us=now_us, max_skew_us=self._max_skew_us,
+            )
+        out: list[Outgoing]
+        if isinstance(result, tuple):
+            try:
+                out = [
+                    Outgoing(self.target_topic, trade.symbol.encode(), self._codec.encode(trade), [])
+                    for trade in result
+                ]
+            except CodecError as exc:
+                result = Rejection(UNENCODABLE, str(exc))
+            else:
+                self._outcomes["trades"].inc()
+                self._trades.inc(len(out))
+                if out:
+                    self._freshness.observe(max(0, now_us - int(receive)) / 1e6)
+        if isinstance(result, Ignored):
+            self._outcomes["ignored"].inc()
+            IGNORED.labels(self.exchange, result.kind).inc()
+            out = []
+        elif isinstance(result, Rejection):
+            self._outcomes["rejected"].inc()
+            REJECTED.labels(self.exchange, result.code).inc()
+            log.warning(
+                "%s record %s[%d]@%d rejected to %s: %s: %s",
+                self.exchange, self.source_topic, partition, offset, topics.DLQ, result.code, result.message,
+            )
+            # The raw record's own headers ride along, so a fixed frame can be re-driven as it was.
+            out = [Outgoing(topics.DLQ, key, value, self.dlq_headers(result, partition, offset) + list(header_map.items()))]
+        self._latency.observe(time.perf_counter() - started)
+        return out
+
+    def dlq_headers(self, rejection: Rejection, partition: int, offset: int) -> list[tuple[str, bytes]]:
+        return [
+            (ERROR_CODE, rejection.code.encode()),
+            (ERROR_MESSAGE, rejection.message.encode()),
+            (SOURCE_TOPIC, self.source_topic.encode()),
+            (SOURCE_PARTITION, str(partition).encode()),
+            (SOURCE_OFFSET, str(offset).encode()),
+        ]
