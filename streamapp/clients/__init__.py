@@ -1,0 +1,1 @@
+"""Clients of the services streamapp talks to (broker admin, ...)."""

@@ -1,0 +1,100 @@
+"""Capture files (JSON lines, optionally gzip): what the simulator replays.
+
+Each line: ``{"receive_time_us": int, "exchange": "binance"|"kraken", "frame": "<text>"}``
+(``connection_id`` optional). Only frames that belong to a stream are replayed (Binance:
+anything with ``"stream"``; Kraken v2: ``trade`` messages); the simulator makes the
+control frames (acks, heartbeats, status) itself.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from streamapp.errors import StreamappError
+from streamapp.exchanges import BINANCE, EXCHANGES, KRAKEN
+
+
+@dataclass(frozen=True)
+class Item:
+    seq: int             # position in the exchange's merged timeline
+    ts_us: int
+    stream: str          # Binance: "btcusdt@trade"; Kraken: "BTC/USD"
+    frame: bytes
+    trades: tuple[dict, ...]  # parsed trade payloads (for REST history and Kraken snapshots)
+
+
+@dataclass
+class Timeline:
+    """One exchange's replayable frames, by stream, in capture order."""
+
+    exchange: str
+    items: list[Item] = field(default_factory=list)
+    by_stream: dict[str, list[Item]] = field(default_factory=dict)
+
+    def add(self, ts_us: int, stream: str, frame: bytes, trades: tuple[dict, ...]) -> None:
+        item = Item(len(self.items), ts_us, stream, frame, trades)
+        self.items.append(item)
+        self.by_stream.setdefault(stream, []).append(item)
+
+
+def open_capture(path: Path):
+    path = Path(path)
+    if not path.exists():
+        raise StreamappError(f"capture file {path} does not exist: pass a file from captures/ or `feed record`")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def read_lines(path: Path):
+    with open_capture(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+                yield int(rec["receive_time_us"]), rec["exchange"], rec["frame"].encode()
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise StreamappError(f"{path}:{n}: not a capture line ({exc}); expected "
+                                     '{"receive_time_us":..,"exchange":..,"frame":".."}') from exc
+
+
+def _stream_of(exchange: str, frame: bytes) -> tuple[str, tuple[dict, ...]] | None:
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    if exchange == BINANCE and isinstance(msg.get("stream"), str) and isinstance(msg.get("data"), dict):
+        data = msg["data"]
+        return msg["stream"], ((data,) if data.get("e") == "trade" else ())
+    if exchange == KRAKEN and msg.get("channel") == "trade" and msg.get("data"):
+        return msg["data"][0]["symbol"], tuple(msg["data"])
+    return None
+
+
+def load(paths: list[Path]) -> dict[str, Timeline]:
+    """Timelines per exchange from capture files, merged in receive-time order."""
+    lines = []
+    sources: dict[tuple[str, str], Path] = {}
+    for path in paths:
+        for ts_us, exchange, frame in read_lines(path):
+            if exchange not in EXCHANGES:
+                raise StreamappError(f"{path}: unknown exchange {exchange!r} (known: {', '.join(EXCHANGES)})")
+            found = _stream_of(exchange, frame)
+            if found is None:
+                continue
+            stream, trades = found
+            owner = sources.setdefault((exchange, stream), Path(path))
+            if owner != Path(path):
+                raise StreamappError(f"{path} and {owner} both carry {exchange} stream {stream}: serve one of them "
+                                     "(e.g. Binance spot and futures captures both have btcusdt@trade)")
+            lines.append((ts_us, exchange, stream, frame, trades))
+    lines.sort(key=lambda line: line[0])  # stable: capture order within equal times
+    timelines = {e: Timeline(e) for e in EXCHANGES}
+    for ts_us, exchange, stream, frame, trades in lines:
+        timelines[exchange].add(ts_us, stream, frame, trades)
+    return timelines

@@ -1,0 +1,382 @@
+"""The simulator's HTTP/WebSocket server (aiohttp).
+
+Routes (one port for both exchanges; only the URL differs from the real ones):
+
+- ``/stream`` (also ``/ws``): Binance combined streams; ``?streams=a@trade/b@trade`` or
+  ``{"method":"SUBSCRIBE","params":[..],"id":1}``; ``LIST_SUBSCRIPTIONS`` answered.
+- ``/v2``: Kraken WebSocket v2: status on connect, ``subscribe`` to ``trade`` (acks, optional
+  snapshot of up to 50 earlier trades), ``ping``/``pong``, a heartbeat each idle second.
+- ``/api/v3/historicalTrades``, ``/0/public/Trades``: REST trade history from the captures.
+- ``POST /control/{drop,stall,malformed,skip,shutdown}[?arg=N]``: one-shot faults.
+- ``/metrics`` (Prometheus), ``/health``.
+
+Streams replay from a shared head per stream: a new connection starts where the last one
+stopped (like a live feed it reconnected to), so a dropped connection loses nothing unless
+a fault skips frames; overlapping connections both receive what they subscribe to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from streamapp.exchanges import BINANCE, KRAKEN
+from streamapp.simulator.capture import Item, Timeline
+from streamapp.simulator.faults import Faults
+
+log = logging.getLogger(__name__)
+
+
+def parse_speed(value: str | float) -> float:
+    """``1``, ``10`` or ``max`` (as fast as possible) -> a replay factor."""
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return math.inf
+    speed = float(value)
+    if speed <= 0:
+        raise ValueError(f"speed {value!r} must be positive or 'max'")
+    return speed
+
+
+@dataclass(eq=False)
+class _Session:
+    exchange: str
+    ws: web.WebSocketResponse
+    request: web.Request
+    conn_id: int
+    streams: set[str] = field(default_factory=set)
+    pos: dict[str, int] = field(default_factory=dict)
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    sent_trades: int = 0
+    opened: float = field(default_factory=time.monotonic)
+
+
+class Simulator:
+    def __init__(self, timelines: dict[str, Timeline], *, speed: float = math.inf, faults: Faults | None = None,
+                 heartbeat_s: float = 1.0) -> None:
+        self.timelines = timelines
+        self.speed = speed
+        self.faults = faults or Faults()
+        self.heartbeat_s = heartbeat_s
+        self.head: dict[tuple[str, str], int] = {}
+        self._conn_ids = itertools.count(1)
+        self.sessions: set[_Session] = set()
+        self.registry = CollectorRegistry()
+        self.m_connections = Gauge("streamapp_simulator_connections", "Open connections.", ["exchange"],
+                                   registry=self.registry)
+        self.m_frames = Counter("streamapp_simulator_frames_sent", "Frames sent, by kind.", ["exchange", "kind"],
+                                registry=self.registry)
+        self.m_faults = Counter("streamapp_simulator_faults", "Faults injected.", ["exchange", "fault"],
+                                registry=self.registry)
+        self.m_rest = Counter("streamapp_simulator_rest_requests", "REST history requests.", ["endpoint"],
+                              registry=self.registry)
+        self.skipped: list[tuple[str, int]] = []  # (stream, capture seq) of frames skipped by faults
+        self._trades = self._index_trades()
+
+    # --- app -------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/stream", self._binance)
+        app.router.add_get("/ws", self._binance)
+        app.router.add_get("/ws/{path:.*}", self._binance)
+        app.router.add_get("/v2", self._kraken)
+        app.router.add_get("/api/v3/historicalTrades", self._binance_history)
+        app.router.add_get("/0/public/Trades", self._kraken_history)
+        app.router.add_post("/control/{fault}", self._control)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", lambda _r: web.json_response({"status": "ok"}))
+        return app
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _control(self, request: web.Request) -> web.Response:
+        fault = request.match_info["fault"]
+        arg = request.query.get("arg")
+        try:
+            self.faults.request(fault, float(arg) if arg is not None else None)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"requested": fault, "arg": arg, "open_connections": len(self.sessions)})
+
+    # --- WebSocket endpoints -------------------------------------------------------
+    async def _binance(self, request: web.Request) -> web.WebSocketResponse:
+        session = await self._accept(BINANCE, request)
+        streams = request.query.get("streams", "")
+        for stream in filter(None, streams.split("/")):
+            self._subscribe(session, stream.lower())
+        return await self._serve(session, self._binance_message)
+
+    async def _kraken(self, request: web.Request) -> web.WebSocketResponse:
+        session = await self._accept(KRAKEN, request)
+        await session.ws.send_str(orjson.dumps({"channel": "status", "type": "update", "data": [{
+            "api_version": "v2", "connection_id": session.conn_id, "system": "online",
+            "version": "2.0.9-simulator"}]}).decode())
+        return await self._serve(session, self._kraken_message)
+
+    async def _accept(self, exchange: str, request: web.Request) -> _Session:
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        session = _Session(exchange, ws, request, next(self._conn_ids))
+        self.sessions.add(session)
+        self.m_connections.labels(exchange).inc()
+        log.info("%s connection %d from %s", exchange, session.conn_id, request.remote)
+        return session
+
+    async def _serve(self, session: _Session, on_message) -> web.WebSocketResponse:
+        sender = asyncio.create_task(self._send_loop(session))
+        try:
+            async for msg in session.ws:
+                if msg.type == WSMsgType.TEXT:
+                    for reply in on_message(session, msg.data):
+                        session.outbox.put_nowait(reply)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            self.sessions.discard(session)
+            self.m_connections.labels(session.exchange).dec()
+            log.info("%s connection %d closed after %d trade frames", session.exchange, session.conn_id,
+                     session.sent_trades)
+        return session.ws
+
+    def _subscribe(self, session: _Session, stream: str) -> None:
+        session.streams.add(stream)
+        session.pos[stream] = self.head.get((session.exchange, stream), 0)
+
+    def _binance_message(self, session: _Session, text: str) -> list[str]:
+        try:
+            msg = orjson.loads(text)
+            method, req_id = msg["method"], msg.get("id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return [orjson.dumps({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}).decode()]
+        if method == "SUBSCRIBE":
+            for stream in msg.get("params", []):
+                self._subscribe(session, str(stream).lower())
+            return [orjson.dumps({"result": None, "id": req_id}).decode()]
+        if method == "UNSUBSCRIBE":
+            for stream in msg.get("params", []):
+                session.streams.discard(str(stream).lower())
+            return [orjson.dumps({"result": None, "id": req_id}).decode()]
+        if method == "LIST_SUBSCRIPTIONS":
+            return [orjson.dumps({"result": sorted(session.streams), "id": req_id}).decode()]
+        return [orjson.dumps({"error": {"code": 2, "msg": f"Invalid request: unknown method {method}"},
+                              "id": req_id}).decode()]
+
+    def _kraken_message(self, session: _Session, text: str) -> list[str]:
+        now = _rfc3339(time.time())
+        try:
+            msg = orjson.loads(text)
+            method, req_id = msg["method"], msg.get("req_id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return [orjson.dumps({"error": "Malformed request", "success": False, "time_in": now,
+                                  "time_out": now}).decode()]
+        if method == "ping":
+            return [orjson.dumps({"method": "pong", "req_id": req_id, "time_in": now, "time_out": now}).decode()]
+        if method != "subscribe" or msg.get("params", {}).get("channel") != "trade":
+            return [orjson.dumps({"error": f"Unsupported method or channel: {method}", "method": method,
+                                  "req_id": req_id, "success": False, "time_in": now, "time_out": now}).decode()]
+        params = msg["params"]
+        snapshot = bool(params.get("snapshot", True))
+        timeline = self.timelines[KRAKEN]
+        replies = []
+        for symbol in params.get("symbol", []):
+            if symbol not in timeline.by_stream:
+                replies.append(orjson.dumps({"error": f"Currency pair not supported {symbol}", "method": "subscribe",
+                                             "req_id": req_id, "success": False, "symbol": symbol,
+                                             "time_in": now, "time_out": now}).decode())
+                continue
+            self._subscribe(session, symbol)
+            replies.append(orjson.dumps({"method": "subscribe", "req_id": req_id, "result": {
+                "channel": "trade", "snapshot": snapshot, "symbol": symbol}, "success": True,
+                "time_in": now, "time_out": now}).decode())
+            if snapshot:
+                before = timeline.by_stream[symbol][:session.pos[symbol]]
+                trades = [t for item in before for t in item.trades][-50:]
+                replies.append(orjson.dumps({"channel": "trade", "type": "snapshot", "data": trades}).decode())
+        return replies
+
+    # --- replay --------------------------------------------------------------------
+    def _next_item(self, session: _Session) -> Item | None:
+        best: Item | None = None
+        by_stream = self.timelines[session.exchange].by_stream
+        for stream in session.streams:
+            items = by_stream.get(stream, ())
+            pos = session.pos.get(stream, 0)
+            if pos < len(items) and (best is None or items[pos].seq < best.seq):
+                best = items[pos]
+        return best
+
+    def _advance(self, session: _Session, item: Item) -> None:
+        session.pos[item.stream] += 1
+        key = (session.exchange, item.stream)
+        self.head[key] = max(self.head.get(key, 0), session.pos[item.stream])
+
+    async def _send_loop(self, session: _Session) -> None:
+        ws, exchange = session.ws, session.exchange
+        base: tuple[int, float] | None = None  # (capture ts, monotonic) of this connection's first frame
+        max_s = self.faults.max_connection_s
+        while not ws.closed:
+            while not session.outbox.empty():
+                await ws.send_str(session.outbox.get_nowait())
+                self.m_frames.labels(exchange, "control").inc()
+            if max_s and time.monotonic() - session.opened > max_s:
+                log.info("%s connection %d reached max age %.1fs: closing", exchange, session.conn_id, max_s)
+                await ws.close(code=1000, message=b"max connection age")
+                return
+            item = self._next_item(session)
+            wait = self.heartbeat_s
+            if item is not None:
+                if base is None or not math.isfinite(self.speed):
+                    base = base or (item.ts_us, time.monotonic())
+                    wait = 0.0
+                else:
+                    wait = (item.ts_us - base[0]) / 1e6 / self.speed - (time.monotonic() - base[1])
+            if wait > 0:
+                try:
+                    reply = await asyncio.wait_for(session.outbox.get(), min(wait, self.heartbeat_s))
+                    session.outbox.put_nowait(reply)
+                except asyncio.TimeoutError:
+                    if item is None and exchange == KRAKEN and session.streams:
+                        await ws.send_str('{"channel":"heartbeat"}')
+                        self.m_frames.labels(exchange, "heartbeat").inc()
+                continue
+            assert item is not None
+            await ws.send_str(item.frame.decode())
+            self._advance(session, item)
+            session.sent_trades += 1
+            self.m_frames.labels(exchange, "trade").inc()
+            for fault, arg in self.faults.due(session.sent_trades):
+                if await self._inject(session, fault, arg):
+                    return
+
+    async def _inject(self, session: _Session, fault: str, arg: float | None) -> bool:
+        """Apply one fault; True if the connection is gone."""
+        ws, exchange = session.ws, session.exchange
+        self.m_faults.labels(exchange, fault).inc()
+        log.info("%s connection %d: injecting %s %s", exchange, session.conn_id, fault, arg if arg is not None else "")
+        if fault == "drop":
+            transport = session.request.transport
+            if transport is not None:
+                transport.abort()  # no close frame: like a network failure
+            return True
+        if fault == "stall":
+            await asyncio.sleep(arg if arg is not None else self.faults.stall_s)
+        elif fault == "malformed":
+            await ws.send_str('{"stream":"btcusdt@trade","data":{"e":"trade","E":17231613')
+            self.m_frames.labels(exchange, "malformed").inc()
+        elif fault == "skip":
+            for _ in range(int(arg or 1)):
+                item = self._next_item(session)
+                if item is None:
+                    break
+                self.skipped.append((item.stream, item.seq))
+                self._advance(session, item)
+        elif fault == "shutdown":
+            if exchange == BINANCE:
+                await ws.send_str(orjson.dumps({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}).decode())
+            grace = self.faults.shutdown_grace_s
+            loop = asyncio.get_running_loop()
+            loop.call_later(grace, lambda: asyncio.ensure_future(ws.close(code=1001, message=b"server shutdown")))
+        return False
+
+    # --- REST history ----------------------------------------------------------------
+    def _index_trades(self) -> dict[tuple[str, str], list[dict]]:
+        out: dict[tuple[str, str], list[dict]] = {}
+        for exchange, timeline in self.timelines.items():
+            for item in timeline.items:
+                for trade in item.trades:
+                    if exchange == BINANCE:
+                        out.setdefault((BINANCE, trade["s"]), []).append(trade)
+                    else:
+                        out.setdefault((KRAKEN, trade["symbol"].replace("/", "")), []).append(trade)
+        return out
+
+    async def _binance_history(self, request: web.Request) -> web.Response:
+        self.m_rest.labels("historicalTrades").inc()
+        symbol = request.query.get("symbol", "")
+        limit = min(int(request.query.get("limit", 500)), 1000)
+        trades = self._trades.get((BINANCE, symbol))
+        if trades is None:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        from_id = int(request.query.get("fromId", trades[-1]["t"] - limit + 1))
+        rows = [{"id": t["t"], "price": t["p"], "qty": t["q"],
+                 "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])), "time": t["T"],
+                 "isBuyerMaker": t["m"], "isBestMatch": t.get("M", True)}
+                for t in trades if t["t"] >= from_id][:limit]
+        return web.Response(body=orjson.dumps(rows), content_type="application/json")
+
+    async def _kraken_history(self, request: web.Request) -> web.Response:
+        self.m_rest.labels("Trades").inc()
+        pair = request.query.get("pair", "").replace("/", "")
+        trades = self._trades.get((KRAKEN, pair))
+        if trades is None:
+            return web.json_response({"error": ["EQuery:Unknown asset pair"]})
+        since = float(request.query.get("since", 0))
+        count = min(int(request.query.get("count", 1000)), 1000)
+        rows = []
+        for t in trades:
+            at = datetime.fromisoformat(t["timestamp"].replace("Z", "+00:00")).timestamp()
+            if at >= since:
+                rows.append([str(t["price"]), str(t["qty"]), f"{at:.6f}", t["side"][0],
+                             t["ord_type"][0], "", t["trade_id"]])
+        rows = rows[:count]
+        last = str(int(float(rows[-1][2]) * 1e9)) if rows else str(int(since * 1e9))
+        return web.Response(body=orjson.dumps({"error": [], "result": {pair: rows, "last": last}}),
+                            content_type="application/json")
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def serve(simulator: Simulator, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set."""
+    runner = web.AppRunner(simulator.app(), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("exchange simulator on http://%s:%d (binance ws /stream, kraken ws /v2)", host, port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+class RunningSimulator:
+    """Start/stop a simulator inside a running event loop (tests, embedding)."""
+
+    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0):
+        self.simulator, self.host, self.port = simulator, host, port
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> "RunningSimulator":
+        self._runner = web.AppRunner(self.simulator.app(), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the actual port when 0 was asked
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for session in list(self.simulator.sessions):
+            await session.ws.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://{self.host}:{self.port}{path}"
