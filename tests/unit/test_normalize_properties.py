@@ -1,0 +1,126 @@
+"""Property tests: whatever bytes arrive, a normalizer returns trades, Ignored or a Rejection — never raises.
+
+And whatever trades it returns can be encoded by the Avro codec (the normalizer
+is the gate: nothing it lets through can fail later on the hot path).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from records import Trade
+from streamapp.codecs import TradeAvroCodec
+from streamapp.normalize import binance, kraken
+from streamapp.normalize.result import IGNORED_KINDS, REJECTION_CODES, Ignored, Rejection
+from streamapp.normalize.symbols import DEFAULT_BINANCE_MAP, DEFAULT_KRAKEN_MAP
+
+NOW_US = 1727000000000000
+CODEC = TradeAvroCodec(1)
+NORMALIZERS = {
+    "binance": (binance.normalize, DEFAULT_BINANCE_MAP),
+    "kraken": (kraken.normalize, DEFAULT_KRAKEN_MAP),
+}
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=30,
+)
+
+# Values near the real ones, so generated frames get deep into validation.
+binance_values = st.one_of(
+    scalars,
+    st.sampled_from(["trade", "BTCUSDT", "ETHBTC", "61807.70", "1e-3", "0", "-1", "NaN", "1e-19", "0.002"]),
+    st.integers(min_value=1230768000000, max_value=1727000010000),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+)
+binance_events = st.fixed_dictionaries(
+    {},
+    optional={k: binance_values for k in ("e", "E", "T", "s", "t", "p", "q", "m", "M", "X")},
+)
+binance_frames = st.one_of(
+    binance_events,
+    binance_events.map(lambda d: {"stream": "btcusdt@trade", "data": d}),
+    binance_events.map(lambda d: {**d, "e": "trade"}),
+)
+
+kraken_values = st.one_of(
+    scalars,
+    st.sampled_from(["BTC/USD", "XBT/USD", "FOO/USD", "buy", "sell", "b", "s", "2024-09-20T10:00:00.123456Z"]),
+    st.decimals(allow_nan=False, allow_infinity=False, places=20).map(str),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+)
+kraken_items = st.fixed_dictionaries(
+    {}, optional={k: kraken_values for k in ("symbol", "side", "price", "qty", "trade_id", "timestamp", "ord_type")}
+)
+kraken_frames = st.one_of(
+    st.fixed_dictionaries(
+        {"channel": st.sampled_from(["trade", "heartbeat", "status", "book"])},
+        optional={"type": st.sampled_from(["snapshot", "update"]), "data": st.lists(kraken_items, max_size=4)},
+    ),
+    st.tuples(
+        st.integers(), st.lists(st.lists(kraken_values, max_size=7), max_size=3), st.just("trade"), kraken_values
+    ).map(list),
+)
+
+
+def check(name: str, frame: bytes) -> None:
+    normalize, symbols = NORMALIZERS[name]
+    result = normalize(
+        frame, receive_time_us=NOW_US, raw_partition=0, raw_offset=0, symbols=symbols, now_us=NOW_US,
+        max_skew_us=5_000_000,
+    )  # fmt: skip
+    if isinstance(result, tuple):
+        for trade in result:
+            assert isinstance(trade, Trade)
+            assert CODEC.decode(CODEC.encode(trade)) == trade
+    elif isinstance(result, Ignored):
+        assert result.kind in IGNORED_KINDS
+    else:
+        assert isinstance(result, Rejection)
+        assert result.code in REJECTION_CODES
+        assert result.message.strip()
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, allow_nan=False).encode()
+
+
+common = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("name", sorted(NORMALIZERS))
+@common
+@given(frame=st.binary(max_size=300))
+def test_arbitrary_bytes(name, frame):
+    check(name, frame)
+
+
+@pytest.mark.parametrize("name", sorted(NORMALIZERS))
+@common
+@given(value=json_values)
+def test_arbitrary_json(name, value):
+    check(name, _dumps(value))
+
+
+@common
+@given(value=binance_frames)
+def test_trade_shaped_binance_frames(value):
+    check("binance", _dumps(value))
+
+
+@common
+@given(value=kraken_frames)
+def test_trade_shaped_kraken_frames(value):
+    check("kraken", _dumps(value))
