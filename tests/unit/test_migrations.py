@@ -1,0 +1,111 @@
+"""sql/ is data: its files parse, fill from settings, and agree with the code's names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streamapp import groups, migrations, tables, topics
+from streamapp.errors import StreamappError
+from streamapp.exchanges import EXCHANGES
+from streamapp.settings import Settings
+
+ALL_SQL = "\n".join(m.text for m in migrations.discover())
+
+
+def test_migrations_are_numbered_from_one_without_gaps():
+    versions = [m.version for m in migrations.discover()]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_every_statement_is_idempotent():
+    for migration in migrations.discover():
+        for statement in migrations.statements(migration.text, migrations.placeholders(Settings())):
+            assert re.match(r"CREATE (MATERIALIZED VIEW|VIEW|TABLE) IF NOT EXISTS ", statement), (
+                migration.path.name, statement[:60])
+
+
+def test_placeholders_are_filled_from_settings():
+    settings = Settings(clickhouse_kafka_broker_list="redpanda:9092", clickhouse_schema_registry_url="http://redpanda:8081",
+                        hot_retention_days=7)
+    text = "\n".join(
+        "\n".join(migrations.statements(m.text, migrations.placeholders(settings))) for m in migrations.discover()
+    )
+    assert "kafka_broker_list = 'redpanda:9092'" in text
+    assert "format_avro_schema_registry_url = 'http://redpanda:8081'" in text
+    assert "INTERVAL 7 DAY" in text
+    assert "{" not in text.replace("{}", "")
+
+
+def test_an_unknown_placeholder_is_refused():
+    with pytest.raises(StreamappError, match=r"unknown placeholder \{nope\}"):
+        migrations.statements("CREATE TABLE IF NOT EXISTS t (a Int8) ENGINE = Log SETTINGS x = '{nope}';", {})
+
+
+def test_comment_lines_are_not_statements():
+    assert migrations.statements("-- a; b\nSELECT 1;\n-- c;\nSELECT 2;\n", {}) == ["SELECT 1", "SELECT 2"]
+
+
+@pytest.mark.parametrize("name", [
+    *tables.KAFKA_TABLES, *tables.BRONZE_TABLES, tables.SILVER, tables.KAFKA_ERRORS,
+    *tables.GOLD_TABLES, *tables.CANDLE_VIEWS,
+])
+def test_every_table_the_code_names_is_created(name):
+    assert re.search(rf"CREATE (TABLE|VIEW) IF NOT EXISTS {re.escape(name)}(\n| AS\n)", ALL_SQL), name
+
+
+def test_every_topic_and_group_in_sql_is_declared_in_the_code():
+    assert set(re.findall(r"kafka_topic_list = '([^']+)'", ALL_SQL)) == set(topics.NORMALIZED_TOPICS)
+    assert set(re.findall(r"kafka_group_name = '([^']+)'", ALL_SQL)) == set(groups.CLICKHOUSE_GROUPS)
+    for exchange in EXCHANGES:
+        assert f"kafka_topic_list = '{topics.normalized(exchange)}'" in ALL_SQL
+
+
+def _columns(create: str) -> list[str]:
+    body = create[create.index("(") + 1:]
+    names = []
+    depth = 0
+    for line in body.splitlines():
+        stripped = line.split("--")[0].strip()
+        if depth == 0 and stripped.startswith(")"):
+            break
+        if depth == 0 and stripped:
+            names.append(stripped.split()[0])
+        depth += stripped.count("(") - stripped.count(")")
+    return names
+
+
+def _selected(select: str) -> list[str]:
+    """Output names of a view's SELECT list (``expr AS name`` or a bare column)."""
+    part = select[select.index("SELECT") + len("SELECT"): select.index("\nFROM")]
+    names, depth, current = [], 0, ""
+    for char in part:
+        if char == "," and depth == 0:
+            names.append(current)
+            current = ""
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        current += char
+    names.append(current)
+    return [re.split(r"\s+AS\s+", n.strip())[-1].strip() for n in names]
+
+
+def _statements():
+    for migration in migrations.discover():
+        yield from migrations.statements(migration.text, migrations.placeholders(Settings()))
+
+
+def test_each_materialized_view_selects_its_target_columns_in_order():
+    """Inserts through views are positional by name; keep the lists identical and in order."""
+    creates = {}
+    views = []
+    for statement in _statements():
+        if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement):
+            creates[match.group(1)] = _columns(statement)
+        elif match := re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS \w+ TO (\w+) AS", statement):
+            views.append((match.group(1), statement))
+    # per exchange: Kafka -> Bronze, Kafka -> errors, Bronze -> Silver; per interval: Silver -> Gold
+    assert len(views) == 3 * len(EXCHANGES) + len(tables.INTERVALS)
+    for target, statement in views:
+        assert _selected(statement) == creates[target], (target, statement[:80])
