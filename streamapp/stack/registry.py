@@ -209,23 +209,12 @@ class KafkaStore:
 
     # -- lifecycle --
     async def start(self) -> None:
-        from confluent_kafka import Consumer, Producer
+        """Create the topic if missing, read it to its end, and keep tailing it."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         self._loop = asyncio.get_running_loop()
         await self._loop.run_in_executor(None, self._ensure_topic)
-        base = self.settings.kafka_client_config()
-        consumer_config = {
-            **base,
-            "group.id": f"streamapp-registry-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": False,
-        }
-        self._consumer = Consumer(consumer_config)
-        self._meta_consumer = Consumer(consumer_config)
-        self._producer = Producer({**base, "acks": "all", "linger.ms": 0, "message.timeout.ms": 10_000})
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
+        self.open_clients()
         self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
         self._applied = {p: 0 for p in self._partitions}
         self._thread = threading.Thread(target=self._tail, name="registry-store-reader", daemon=True)
@@ -238,6 +227,25 @@ class KafkaStore:
             len(self.state.live_subjects()),
             self.state.max_id,
             time.monotonic() - started,
+        )
+
+    def open_clients(self, message_timeout_ms: int = 10_000) -> None:
+        """The broker clients: a tailing consumer, one for watermarks, and an acks=all producer."""
+        from confluent_kafka import Consumer, Producer
+
+        self._loop = self._loop or asyncio.get_running_loop()
+        base = {**self.settings.kafka_client_config(), "logger": log}  # librdkafka logs through logging
+        consumer_config = {
+            **base,
+            "group.id": f"streamapp-registry-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        }
+        self._consumer = Consumer(consumer_config)
+        self._meta_consumer = Consumer(consumer_config)
+        self._producer = Producer(
+            {**base, "acks": "all", "linger.ms": 0, "message.timeout.ms": message_timeout_ms}
         )
 
     async def stop(self) -> None:

@@ -432,3 +432,31 @@ def test_ids_versions_and_config_survive_a_restart(tmp_path: Path) -> None:
     finally:
         registry.stop()
     assert "listening on" in registry.log.read_text()
+
+
+# --- store errors --------------------------------------------------------------------------------
+
+
+async def test_store_errors_answer_50001_and_the_server_keeps_serving() -> None:
+    """A registry whose broker is gone answers writes with 50001 and still serves reads."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streamapp.settings import Settings
+    from streamapp.stack.registry import KafkaStore, make_app
+
+    store = KafkaStore(Settings(kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}"))  # nothing listens there
+    store.open_clients(message_timeout_ms=1500)
+    async with TestClient(TestServer(make_app(store))) as client:
+        response = await client.put("/config", json={"compatibility": "FULL"})
+        assert response.status == 500
+        body = await response.json(content_type=None)
+        assert body["error_code"] == 50001 and "_schemas" in body["message"], body
+
+        response = await client.post("/subjects/x/versions", json=schema_body(trade_schema(record_name())))
+        assert response.status == 500
+        assert (await response.json(content_type=None))["error_code"] == 50001
+
+        response = await client.get("/")
+        assert response.status == 200 and await response.json(content_type=None) == {}
+        assert await (await client.get("/config")).json(content_type=None) == {"compatibilityLevel": "BACKWARD"}
+    await store.stop()
