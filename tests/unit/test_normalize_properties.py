@@ -7,6 +7,7 @@ is the gate: nothing it lets through can fail later on the hot path).
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -75,6 +76,58 @@ kraken_frames = st.one_of(
 )
 
 
+# Valid frames with at most one field replaced by junk: these reach the Trade
+# constructor and the codec, which the shapes above rarely do.
+def spoil(valid: st.SearchStrategy, fields: tuple[str, ...]) -> st.SearchStrategy:
+    """``valid`` dicts, half of them with one of ``fields`` replaced by an arbitrary JSON scalar."""
+    return st.tuples(valid, st.sampled_from((None, None, None, None) + fields), scalars).map(
+        lambda v: v[0] if v[1] is None else {**v[0], v[1]: v[2]}
+    )
+
+
+MS = st.integers(min_value=1230768000000, max_value=NOW_US // 1000 + 5000)
+positive_decimal_text = st.decimals(min_value=0, max_value=10**20, allow_nan=False, allow_infinity=False, places=18).map(
+    lambda d: format(d, "f")
+) | st.sampled_from(["1e-3", "6.18077E+4", "0.000000000000000001", ".5"])
+BINANCE_FIELDS = ("e", "E", "T", "s", "t", "p", "q", "m")
+near_binance = spoil(
+    st.fixed_dictionaries(
+        {
+            "e": st.just("trade"),
+            "E": MS,
+            "T": MS,
+            "s": st.sampled_from(["BTCUSDT", "ETHBTC", "DOGEUSDT"]),
+            "t": st.integers(min_value=0, max_value=2**63 - 1),
+            "p": positive_decimal_text,
+            "q": positive_decimal_text,
+            "m": st.booleans(),
+        }
+    ),
+    BINANCE_FIELDS,
+).map(lambda d: {"stream": "btcusdt@trade", "data": d})
+TIMES = st.datetimes(
+    min_value=datetime(2009, 1, 1), max_value=datetime(2024, 9, 22), timezones=st.just(timezone.utc)
+).map(datetime.isoformat)
+KRAKEN_FIELDS = ("symbol", "side", "price", "qty", "trade_id", "timestamp")
+NUMBERS = st.floats(min_value=1e-12, max_value=1e12) | st.integers(min_value=1, max_value=10**12)
+near_kraken_item = spoil(
+    st.fixed_dictionaries(
+        {
+            "symbol": st.sampled_from(["BTC/USD", "DOGE/USD", "ETH/XBT"]),
+            "side": st.sampled_from(["buy", "sell"]),
+            "price": NUMBERS,
+            "qty": NUMBERS,
+            "trade_id": st.integers(min_value=0, max_value=2**63 - 1),
+            "timestamp": TIMES,
+        }
+    ),
+    KRAKEN_FIELDS,
+)
+near_kraken = st.fixed_dictionaries(
+    {"channel": st.just("trade"), "type": st.just("update"), "data": st.lists(near_kraken_item, max_size=3)}
+)
+
+
 def check(name: str, frame: bytes) -> None:
     normalize, symbols = NORMALIZERS[name]
     result = normalize(
@@ -123,4 +176,16 @@ def test_trade_shaped_binance_frames(value):
 @common
 @given(value=kraken_frames)
 def test_trade_shaped_kraken_frames(value):
+    check("kraken", _dumps(value))
+
+
+@common
+@given(value=near_binance)
+def test_near_valid_binance_frames(value):
+    check("binance", _dumps(value))
+
+
+@common
+@given(value=near_kraken)
+def test_near_valid_kraken_frames(value):
     check("kraken", _dumps(value))
