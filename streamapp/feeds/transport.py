@@ -76,6 +76,11 @@ class _Conn:
     trades: int = 0
     reader: asyncio.Task | None = None
     close_reason: str = "closed"
+    # While a rotation overlaps two connections, the new one's frames are held back until the
+    # old one has delivered everything the new one does not cover (per symbol: up to first id - 1).
+    held: list | None = None
+    first_ids: dict[str, int] = field(default_factory=dict)
+    last_ids: dict[str, int] = field(default_factory=dict)
 
 
 class IdleTimeout(Exception):
@@ -149,7 +154,7 @@ class FeedRunner:
                 # Rotation: proactive (age) or announced by the server. New first, then close old.
                 why = "server_shutdown" if current.rotate.is_set() else "max_age"
                 try:
-                    fresh = await self._open(slot, symbols)
+                    fresh = await self._open(slot, symbols, hold=True)
                 except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
                     log.warning("%s slot %d: rotation (%s) could not open a new connection: %s; keeping the old",
                                 self.exchange, slot, why, exc)
@@ -159,24 +164,45 @@ class FeedRunner:
                     current.rotate.clear()
                     attempt += 1
                     continue
-                try:
-                    await asyncio.wait_for(fresh.first_trade.wait(), self.config.overlap_s)
-                except asyncio.TimeoutError:
-                    pass
-                await asyncio.sleep(min(self.config.overlap_s, 0.5))  # let the overlap cover in-flight frames
+                await self._overlap(current, fresh)
                 log.info("%s slot %d: rotated %s -> %s (%s)", self.exchange, slot, current.conn_id, fresh.conn_id, why)
                 self._reconnected(why)
                 await self._close(current, why)
+                self._release(fresh)
                 current = fresh
         finally:
             if current is not None:
                 await self._close(current, "shutdown")
 
+    async def _overlap(self, old: _Conn, new: _Conn) -> None:
+        """Wait until the old connection has delivered up to where the new one starts, or it died,
+        or ``overlap_s`` passed (then frames only the old one had in flight may be lost: logged)."""
+        deadline = time.monotonic() + self.config.overlap_s
+        while time.monotonic() < deadline and not old.reader.done():
+            if new.first_trade.is_set() and all(old.last_ids.get(sym, first - 1) >= first - 1
+                                                for sym, first in new.first_ids.items()):
+                return
+            await asyncio.sleep(0.01)
+        if not old.reader.done():
+            log.warning("%s: overlap of %s and %s timed out after %.1fs; closing the old one anyway",
+                        self.exchange, old.conn_id, new.conn_id, self.config.overlap_s)
+
+    def _release(self, conn: _Conn) -> None:
+        held, conn.held = conn.held or [], None
+        for args in held:
+            self._deliver(*args)
+
+    def _deliver(self, conn_id: str, receive_us: int, received: float, data: bytes, frame: Frame) -> None:
+        try:
+            self.sink.handle(conn_id, receive_us, received, data, frame)
+        except Exception:  # noqa: BLE001 - one bad frame must never stop the handler
+            log.exception("%s: sink failed on a %s frame; continuing", self.exchange, frame.kind.value)
+
     def _reconnected(self, reason: str) -> None:
         self.reconnects += 1
         metrics.RECONNECTS.labels(self.exchange, reason).inc()
 
-    async def _open(self, slot: int, symbols: list[str]) -> _Conn:
+    async def _open(self, slot: int, symbols: list[str], hold: bool = False) -> _Conn:
         ws = await websockets.connect(
             self.config.url,
             open_timeout=self.config.open_timeout_s,
@@ -186,7 +212,8 @@ class FeedRunner:
             max_size=2 ** 24,
             max_queue=4096,
         )
-        conn = _Conn(f"{self.exchange}-{slot}-{next(self._conn_seq)}-{uuid.uuid4().hex[:8]}", ws, time.monotonic())
+        conn = _Conn(f"{self.exchange}-{slot}-{next(self._conn_seq)}-{uuid.uuid4().hex[:8]}", ws, time.monotonic(),
+                     held=[] if hold else None)
         for message in self.protocol.subscribe_messages(symbols, next(self._req_ids)):
             await ws.send(message)
         conn.reader = asyncio.create_task(self._read(conn), name=conn.conn_id)
@@ -226,6 +253,9 @@ class FeedRunner:
                 self._count(frame)
                 if frame.kind is Kind.TRADE:
                     conn.trades += 1
+                    for symbol, ids in frame.ids.items():
+                        conn.first_ids.setdefault(symbol, ids[0])
+                        conn.last_ids[symbol] = max(ids[-1], conn.last_ids.get(symbol, ids[-1]))
                     if conn.trades == 1:
                         conn.first_trade.set()
                 elif frame.kind is Kind.SHUTDOWN:
@@ -236,10 +266,10 @@ class FeedRunner:
                                 frame.detail, data)
                 else:
                     log.debug("%s %s: %s %s", self.exchange, conn.conn_id, frame.kind.value, frame.detail)
-                try:
-                    self.sink.handle(conn.conn_id, receive_us, received, data, frame)
-                except Exception:  # noqa: BLE001 - one bad frame must never stop the handler
-                    log.exception("%s: sink failed on a %s frame; continuing", self.exchange, frame.kind.value)
+                if conn.held is not None:
+                    conn.held.append((conn.conn_id, receive_us, received, data, frame))
+                else:
+                    self._deliver(conn.conn_id, receive_us, received, data, frame)
         except IdleTimeout as exc:
             conn.close_reason = "idle_timeout"
             log.warning("%s %s: %s", self.exchange, conn.conn_id, exc)
