@@ -1,8 +1,8 @@
 """Normalizer agents: one per exchange, raw frames → Avro ``Trade`` records, or the DLQ.
 
 Thin wiring: read a raw record, let :class:`streamapp.dispatch.Dispatcher`
-decide, send what it returns. Sends happen inside the record's Kafka
-transaction (exactly-once processing), so a crash loses and duplicates nothing.
+decide, send what it returns inside the Kafka transaction that also commits
+the record's offset (:mod:`streamapp.eos`), so a crash loses and duplicates nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from streamapp.app import app
 from streamapp.clients.registry import register_trade_schema
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
+from streamapp.eos import send_in_source_transaction
 from streamapp.exchanges import BINANCE, KRAKEN
 from streamapp.normalize import binance, kraken
 from streamapp.normalize.symbols import DEFAULT_BINANCE_SYMBOLS, DEFAULT_KRAKEN_SYMBOLS, SymbolMap
@@ -23,8 +24,6 @@ from streamapp.settings import get_settings
 log = logging.getLogger(__name__)
 
 _RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-_dlq = app.topic(topics.DLQ, **_RAW_BYTES)
-_normalized = {exchange: app.topic(topics.normalized(exchange), **_RAW_BYTES) for exchange in (BINANCE, KRAKEN)}
 
 
 async def _dispatcher(exchange: str, normalize: Any, symbols: SymbolMap) -> Dispatcher:
@@ -39,11 +38,11 @@ def _listed(csv: str) -> tuple[str, ...]:
 
 
 async def _run(stream: Any, dispatcher: Dispatcher) -> None:
-    targets = {dispatcher.target_topic: _normalized[dispatcher.exchange], topics.DLQ: _dlq}
     async for event in stream.events():
         message = event.message
-        for out in dispatcher.dispatch(message.value, message.key, message.headers, message.partition, message.offset):
-            await targets[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+        out = dispatcher.dispatch(message.value, message.key, message.headers, message.partition, message.offset)
+        if out:
+            await send_in_source_transaction(app, event, out)
 
 
 @app.agent(app.topic(topics.raw(BINANCE), **_RAW_BYTES), name="normalize-binance")

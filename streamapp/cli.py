@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streamapp.commands import db, stack, worker
+from streamapp.commands import db, exchange, feed, stack, worker
 from streamapp.errors import StreamappError
 
 
@@ -34,10 +34,12 @@ def cli(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Client libraries log every request at INFO; that is noise on an operator's screen.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 cli.add_command(stack.stack)
-from streamapp.commands import exchange, feed  # noqa: E402  (issue 3)
 
 cli.add_command(feed.feed)
 cli.add_command(exchange.exchange)
@@ -47,3 +49,7 @@ cli.add_command(db.db)
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

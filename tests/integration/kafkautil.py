@@ -1,0 +1,45 @@
+"""Test helpers for reading topics from a known position (the shared stack keeps earlier data)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from streamapp.settings import Settings
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"probe-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def read_from(settings: Settings, topic: str, start: dict[int, int], *, until: int, timeout_s: float,
+              isolation: str = "read_committed") -> list[Message]:
+    """Records after ``start`` (partition -> offset), until ``until`` arrived or ``timeout_s`` passed."""
+    consumer = Consumer({
+        **settings.kafka_client_config(), "group.id": f"probe-{uuid.uuid4().hex}",
+        "enable.auto.commit": False, "isolation.level": isolation,
+    })
+    consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < until and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    records.append(msg)
+    finally:
+        consumer.close()
+    return records
+
+
+def count_from(settings: Settings, topic: str, start: dict[int, int]) -> int:
+    """How many records (committed) are past ``start`` right now."""
+    ends = end_offsets(settings, topic)
+    return sum(ends[p] - start.get(p, 0) for p in ends)

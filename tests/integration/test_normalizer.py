@@ -1,0 +1,197 @@
+"""The normalizer worker on the real broker and registry: raw frames in, Avro Trades or DLQ out."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from streamapp import topics
+from streamapp.clients.kafka import ensure_topics
+from streamapp.dispatch import ERROR_CODE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
+from streamapp.feeds import headers as raw_headers
+from tests.integration.kafkautil import end_offsets, read_from
+from tests.integration.processes import Process, free_port
+from tests.shared_data import shared_data_file
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+BINANCE_FRAMES = (FIXTURES / "binance_usdm_trades.jsonl").read_bytes().splitlines()
+KRAKEN_FRAMES = [line for line in (FIXTURES / "kraken_v2_docs.jsonl").read_bytes().splitlines()
+                 if orjson.loads(line).get("channel") == "trade" and orjson.loads(line).get("data")]
+
+
+def _utc(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(microsecond=us % 1_000_000)
+
+
+def _rfc3339_us(text: str) -> int:
+    parsed = datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
+
+
+def expected_binance(frame: bytes, received: int, partition: int, offset: int) -> dict:
+    """What the normalized record must hold, computed here from the frame independently."""
+    data = orjson.loads(frame)["data"]
+    return {
+        "exchange": "binance", "symbol": "BTC/USDT", "exchange_symbol": data["s"], "trade_id": str(data["t"]),
+        "trade_seq": data["t"], "price": Decimal(data["p"]), "quantity": Decimal(data["q"]),
+        "side": "sell" if data["m"] else "buy", "trade_time": _utc(data["T"] * 1000),
+        "event_time": _utc(data["E"] * 1000), "receive_time": _utc(received),
+        "raw_partition": partition, "raw_offset": offset,
+    }
+
+
+def expected_kraken(frame: bytes, received: int, partition: int, offset: int) -> list[dict]:
+    import json
+
+    return [{
+        "exchange": "kraken", "symbol": t["symbol"], "exchange_symbol": t["symbol"], "trade_id": str(t["trade_id"]),
+        "trade_seq": t["trade_id"], "price": t["price"], "quantity": t["qty"], "side": t["side"],
+        "trade_time": _utc(_rfc3339_us(t["timestamp"])), "event_time": _utc(_rfc3339_us(t["timestamp"])),
+        "receive_time": _utc(received), "raw_partition": partition, "raw_offset": offset,
+    } for t in json.loads(frame, parse_float=Decimal)["data"]]
+
+
+def produce(settings, topic: str, frames: list[tuple[bytes, bytes, list]]) -> list[tuple[int, int]]:
+    """Produce (key, value, headers) in order; return each record's (partition, offset)."""
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True, "linger.ms": 5})
+    positions: list = [None] * len(frames)
+
+    def delivered(index):
+        def callback(err, msg):
+            assert err is None, err
+            positions[index] = (msg.partition(), msg.offset())
+        return callback
+
+    for index, (key, value, headers) in enumerate(frames):
+        producer.produce(topic, value, key, headers=headers, on_delivery=delivered(index))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return positions
+
+
+@pytest.fixture(scope="module")
+def pipeline_topics(stack):
+    ensure_topics(stack, topics.PIPELINE_TOPICS)
+    return stack
+
+
+def start_worker(tmp_path: Path, name: str) -> Process:
+    return Process(["worker"], tmp_path / f"{name}.log", env={
+        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port()),
+    })
+
+
+def received_header(us: int) -> list[tuple[str, bytes]]:
+    return [(raw_headers.RECEIVE_TIME_US, str(us).encode()), (raw_headers.CONNECTION_ID, b"test")]
+
+
+@pytest.mark.timeout(180)
+def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_topics, tmp_path):
+    settings = pipeline_topics
+    now = time.time_ns() // 1000
+    starts = {t: end_offsets(settings, t) for t in
+              (topics.normalized("binance"), topics.normalized("kraken"), topics.DLQ)}
+
+    binance_positions = produce(settings, topics.raw("binance"),
+                                [(b"BTCUSDT", frame, received_header(now + i)) for i, frame in enumerate(BINANCE_FRAMES)])
+    kraken_positions = produce(settings, topics.raw("kraken"),
+                               [(b"BTC/USD", frame, received_header(now)) for frame in KRAKEN_FRAMES])
+    bad = [
+        (b"BTCUSDT", b'{"stream":"btcusdt@trade","data":{"e":"trade"', received_header(now), "malformed_json"),
+        (b"DOGEBTC", BINANCE_FRAMES[0].replace(b"BTCUSDT", b"NOPEBTC"), received_header(now), "unknown_symbol"),
+        (b"BTCUSDT", BINANCE_FRAMES[0].replace(b'"p":"61807.70"', b'"p":"0"'), received_header(now), "bad_price"),
+        (b"BTCUSDT", BINANCE_FRAMES[0].replace(b'"q":"0.002",', b""), received_header(now), "missing_field"),
+        (b"BTCUSDT", BINANCE_FRAMES[0], [], "missing_field"),  # no receive-time header
+    ]
+    bad_positions = produce(settings, topics.raw("binance"), [(k, v, h) for k, v, h, _ in bad])
+
+    worker = start_worker(tmp_path, "worker")
+    try:
+        kraken_expected = [e for frame, (p, o) in zip(KRAKEN_FRAMES, kraken_positions)
+                           for e in expected_kraken(frame, now, p, o)]
+        got_binance = read_from(settings, topics.normalized("binance"), starts[topics.normalized("binance")],
+                                until=len(BINANCE_FRAMES), timeout_s=90)
+        got_kraken = read_from(settings, topics.normalized("kraken"), starts[topics.normalized("kraken")],
+                               until=len(kraken_expected), timeout_s=30)
+        got_dlq = read_from(settings, topics.DLQ, starts[topics.DLQ], until=len(bad), timeout_s=30)
+    finally:
+        worker.stop()
+
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.schema_registry_config()))
+
+    def decoded(msg):
+        return deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+
+    # Only records from the raw records produced here (an earlier failed run may have left others).
+    ours = set(binance_positions)
+    got_binance = [m for m in got_binance if (decoded(m)["raw_partition"], decoded(m)["raw_offset"]) in ours]
+    assert [decoded(m) for m in got_binance] == [
+        expected_binance(frame, now + i, p, o) for i, (frame, (p, o)) in enumerate(zip(BINANCE_FRAMES, binance_positions))
+    ], worker.output()[-3000:]
+    assert {m.key() for m in got_binance} == {b"BTC/USDT"}
+    ours = set(kraken_positions)
+    by_id = sorted((r for r in map(decoded, got_kraken) if (r["raw_partition"], r["raw_offset"]) in ours),
+                   key=lambda r: r["trade_id"])
+    assert by_id == sorted(kraken_expected, key=lambda r: r["trade_id"])
+    assert {m.key().decode() for m in got_kraken} == {e["symbol"] for e in kraken_expected}
+
+    by_offset = {int(dict(m.headers())[SOURCE_OFFSET]): m for m in got_dlq}
+    assert set(by_offset) >= {offset for _, offset in bad_positions}
+    for (key, value, _, code), (partition, offset) in zip(bad, bad_positions):
+        msg = by_offset[offset]
+        headers = dict(msg.headers())
+        assert (msg.key(), msg.value()) == (key, value)  # unchanged
+        assert headers[ERROR_CODE] == code.encode()
+        assert headers[SOURCE_TOPIC] == topics.raw("binance").encode()
+        assert headers[SOURCE_PARTITION] == str(partition).encode()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_mid_stream_and_restarted_yields_each_trade_once(pipeline_topics, tmp_path):
+    settings = pipeline_topics
+    frames = shared_data_file("binance", "binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl").read_bytes()
+    frames += shared_data_file("binance", "binance_spot_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl").read_bytes()
+    frames = frames.splitlines()
+    target = topics.normalized("binance")
+    start = end_offsets(settings, target)
+    now = time.time_ns() // 1000
+    positions = produce(settings, topics.raw("binance"), [(b"BTCUSDT", f, received_header(now)) for f in frames])
+
+    first = start_worker(tmp_path, "first")
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while seen < 500 and time.monotonic() < deadline:
+            seen = len(read_from(settings, target, start, until=500, timeout_s=1, isolation="read_uncommitted"))
+        first.kill()
+    finally:
+        first.stop()
+    committed_at_kill = len(read_from(settings, target, start, until=len(frames), timeout_s=5))
+    assert 0 < seen and committed_at_kill < len(frames), "the kill must land mid-stream"
+
+    second = start_worker(tmp_path, "second")
+    try:
+        read_from(settings, target, start, until=len(frames), timeout_s=150)
+        # Read everything again, waiting a little for anything beyond (a duplicate would show up here).
+        got = read_from(settings, target, start, until=10**9, timeout_s=8)
+    finally:
+        second.stop()
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.schema_registry_config()))
+    records = [deserialize(m.value(), SerializationContext(target, MessageField.VALUE)) for m in got]
+    ours = set(positions)
+    lineage = sorted((r["raw_partition"], r["raw_offset"]) for r in records if (r["raw_partition"], r["raw_offset"]) in ours)
+    assert lineage == sorted(positions), (
+        f"{len(records)} normalized records for {len(frames)} raw frames; "
+        f"{len(set(lineage))} distinct; committed at kill: {committed_at_kill}"
+    )
