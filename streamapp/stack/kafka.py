@@ -28,15 +28,16 @@ Configuration:
       PatternLayout:
         pattern: "[%d] %p %m (%c)%n"
   Loggers:
+    # Warnings and errors, plus the lines that say the broker started and stopped.
     Root:
-      level: INFO
+      level: WARN
       AppenderRef:
         - ref: STDOUT
     Logger:
-      - name: kafka.request.logger
-        level: WARN
-      - name: org.apache.kafka.controller
-        level: WARN
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+      - name: kafka.server.BrokerServer
+        level: INFO
 """
 
 

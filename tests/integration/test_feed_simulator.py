@@ -1,4 +1,4 @@
-"""The real feed handler against the simulator and the real broker (127.0.0.1:9092).
+"""The real feed handler against the simulator and the real broker (the local stack's).
 
 Each test publishes to its own topic (the handler's ``topic`` override) and reads it back with
 confluent-kafka: byte-for-byte frames, per-symbol order, headers, gaps and backfill.
@@ -100,8 +100,8 @@ def by_key(records) -> dict[bytes, list[bytes]]:
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings()
+def settings(stack) -> Settings:
+    return stack
 
 
 def test_binance_capture_arrives_byte_for_byte_in_order(settings):

@@ -85,12 +85,9 @@ class RegistryProcess:
 
 
 @pytest.fixture(scope="module")
-def registry_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The registry under test (to be replaced by the shared stack fixture)."""
-    registry = RegistryProcess(tmp_path_factory.mktemp("registry"))
-    registry.start()
-    yield registry.url
-    registry.stop()
+def registry_url(stack) -> str:
+    """The local stack's registry (the restart test runs a process of its own)."""
+    return stack.schema_registry_url.rstrip("/")
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -407,7 +404,7 @@ def test_soft_and_permanent_delete(registry_url: str) -> None:
 # --- restart -----------------------------------------------------------------------------------------
 
 
-def test_ids_versions_and_config_survive_a_restart(tmp_path: Path) -> None:
+def test_ids_versions_and_config_survive_a_restart(stack, tmp_path: Path) -> None:
     import json
 
     registry = RegistryProcess(tmp_path)

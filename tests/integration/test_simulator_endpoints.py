@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 
 import aiohttp
 import orjson
@@ -17,7 +16,6 @@ from streamapp.feeds.record import record
 from streamapp.simulator.capture import load
 from streamapp.simulator.server import RunningSimulator, Simulator
 from tests.integration.test_feed_simulator import SPOT, by_key, capture_frames, consume, new_topic, run_feed
-from streamapp.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -58,8 +56,8 @@ def test_record_writes_gzip_capture_lines(tmp_path):
     assert lines[0]["exchange"] == "binance" and lines[0]["receive_time_us"] > 0
 
 
-def test_proactive_rotation_with_overlap_loses_and_duplicates_nothing():
-    settings = Settings()
+def test_proactive_rotation_with_overlap_loses_and_duplicates_nothing(stack):
+    settings = stack
     frames = capture_frames(SPOT)
     topic = new_topic(settings, "binance")
     handler = asyncio.run(run_feed(settings, Simulator(load([SPOT]), speed=20), "binance", ["BTCUSDT"], topic,

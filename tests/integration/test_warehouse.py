@@ -1,8 +1,7 @@
 """The warehouse process, spoken to as a ClickHouse server: clickhouse-connect, plain HTTP, Kafka.
 
-For now the module starts its own warehouse (``warehouse_url``); the shared stack
-fixture can replace that one fixture. The restart test always runs its own
-process on its own data directory.
+Tests use the local stack's warehouse (``warehouse_url``); the restart test runs
+a process of its own on its own data directory.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-KAFKA = "127.0.0.1:9092"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -76,9 +74,9 @@ def running_warehouse(home: Path, port: int, timeout: float = 60.0) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def warehouse_url(tmp_path_factory) -> Iterator[str]:
-    with running_warehouse(tmp_path_factory.mktemp("warehouse"), _free_port()) as (url, _proc):
-        yield url
+def warehouse_url(stack) -> str:
+    """The local stack's warehouse (the restart test runs a process of its own)."""
+    return stack.clickhouse_url.rstrip("/")
 
 
 @pytest.fixture
@@ -371,10 +369,10 @@ def test_data_survives_restart(tmp_path):
 # --- Kafka engine ----------------------------------------------------------------
 
 
-def _committed(group: str, topic: str) -> int:
+def _committed(kafka: str, group: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
     try:
         (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
         return max(tp.offset, 0)
@@ -382,16 +380,17 @@ def _committed(group: str, topic: str) -> int:
         consumer.close()
 
 
-def test_kafka_engine_consumes_between_requests(client):
+def test_kafka_engine_consumes_between_requests(stack, client):
+    kafka = stack.kafka_bootstrap_servers
     confluent_kafka = pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient, NewTopic
 
     suffix = uuid.uuid4().hex[:8]
     topic, group = f"test.warehouse.{suffix}", f"test-warehouse-{suffix}"
-    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin = AdminClient({"bootstrap.servers": kafka})
     for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
         future.result(timeout=30)
-    producer = confluent_kafka.Producer({"bootstrap.servers": KAFKA})
+    producer = confluent_kafka.Producer({"bootstrap.servers": kafka})
 
     def produce(ids: range) -> None:
         for i in ids:
@@ -405,7 +404,7 @@ def test_kafka_engine_consumes_between_requests(client):
         )
         client.command(
             f"CREATE TABLE {queue} (id UInt64, symbol String, price Decimal(18, 8)) ENGINE = Kafka "
-            f"SETTINGS kafka_broker_list = '{KAFKA}', kafka_topic_list = '{topic}', "
+            f"SETTINGS kafka_broker_list = '{kafka}', kafka_topic_list = '{topic}', "
             f"kafka_group_name = '{group}', kafka_format = 'JSONEachRow', kafka_flush_interval_ms = 500"
         )
         client.command(f"CREATE MATERIALIZED VIEW {view} TO {dst} AS SELECT id, symbol, price FROM {queue}")
@@ -419,7 +418,7 @@ def test_kafka_engine_consumes_between_requests(client):
         # offsets after writing, so the committed offset shows it kept consuming.
         produce(range(50, 120))
         deadline = time.monotonic() + 60
-        while _committed(group, topic) < 120:
+        while _committed(kafka, group, topic) < 120:
             assert time.monotonic() < deadline, "the Kafka engine stopped consuming between requests"
             time.sleep(0.5)
         assert client.command(f"SELECT count(), sum(id) FROM {dst}") == ["120", str(sum(range(120)))]
