@@ -37,6 +37,9 @@ def cli(verbose: bool) -> None:
     # Client libraries log every request at INFO; that is noise on an operator's screen.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # They log a traceback before raising; our error message already says what failed.
+    for noisy in ("clickhouse_connect", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 cli.add_command(stack.stack)

@@ -17,11 +17,17 @@ def connect(settings: Settings, **kwargs) -> Client:
     except ClickHouseError as exc:
         host, port = settings.clickhouse_host_port
         raise StreamappError(
-            f"cannot reach ClickHouse at {host}:{port} ({_first_line(exc)}); is it running "
+            f"cannot reach ClickHouse at {host}:{port} ({root_cause(exc)}); is it running "
             "(`streamapp stack status`), or is STREAMAPP_CLICKHOUSE_URL wrong?"
         ) from exc
 
 
-def _first_line(exc: Exception) -> str:
+def root_cause(exc: BaseException) -> str:
+    """The innermost cause, in one line: "[Errno 111] Connection refused" rather than three wrappers."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"[Errno {exc.errno}] {exc.strerror}"
+    first = text.splitlines()[0] if text else ""
+    return first or type(exc).__name__
