@@ -15,8 +15,7 @@ install:
 	PYTHON=$(PYTHON) ops/scripts/install.sh
 
 demo: install
-	streamapp stack up
-	streamapp stack status
+	streamapp pipeline up
 
 test: install
 	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -25,4 +24,5 @@ unit: install
 	$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 down:
+	streamapp pipeline down
 	streamapp stack down

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streamapp.commands import db, exchange, feed, stack, worker
+from streamapp.commands import db, exchange, feed, pipeline, stack, worker
 from streamapp.errors import StreamappError
 
 
@@ -48,6 +48,7 @@ cli.add_command(feed.feed)
 cli.add_command(exchange.exchange)
 cli.add_command(worker.worker)
 cli.add_command(db.db)
+cli.add_command(pipeline.pipeline_group)
 
 
 def main() -> None:

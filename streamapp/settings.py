@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # --- processes -----------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Where /metrics listens (0.0.0.0 in containers).")
     feed_metrics_port: int = 9101
+    kraken_feed_metrics_port: int = Field(
+        9103, description="The Kraken feed's /metrics under `streamapp pipeline up` (Binance's: feed_metrics_port)."
+    )
     worker_web_port: int = 6066
     worker_metrics_port: int = 9102
     simulator_port: int = 9200

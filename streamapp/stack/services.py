@@ -73,7 +73,7 @@ def _broker_healthy(settings: Settings) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
@@ -82,6 +82,11 @@ def _http_ok(url: str) -> bool:
 
 def _python_module(module: str) -> Callable[[Settings], list[str]]:
     return lambda settings: [sys.executable, "-m", module]
+
+
+def streamapp_command(*args: str) -> list[str]:
+    """``streamapp <args>`` with this interpreter (works before the entry point is on PATH)."""
+    return [sys.executable, "-m", "streamapp.cli", *args]
 
 
 SERVICES: tuple[Service, ...] = (
@@ -98,7 +103,7 @@ SERVICES: tuple[Service, ...] = (
         describe="schema registry (Confluent REST API)",
         host_port=lambda s: s.registry_host_port,
         command=_python_module("streamapp.stack.registry"),
-        healthy=lambda s: _http_ok(f"{s.schema_registry_url.rstrip('/')}/subjects"),
+        healthy=lambda s: http_ok(f"{s.schema_registry_url.rstrip('/')}/subjects"),
         port_setting="STREAMAPP_SCHEMA_REGISTRY_URL",
     ),
     Service(
@@ -106,7 +111,7 @@ SERVICES: tuple[Service, ...] = (
         describe="embedded ClickHouse (chdb) over HTTP",
         host_port=lambda s: s.clickhouse_host_port,
         command=_python_module("streamapp.stack.warehouse"),
-        healthy=lambda s: _http_ok(f"http://{_addr(s.clickhouse_host_port)}/ping"),
+        healthy=lambda s: http_ok(f"http://{_addr(s.clickhouse_host_port)}/ping"),
         port_setting="STREAMAPP_CLICKHOUSE_URL",
     ),
 )
@@ -172,9 +177,9 @@ def log_tail(settings: Settings, name: str, lines: int = 25) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
+def status(settings: Settings, which: tuple[Service, ...] = SERVICES) -> list[ServiceStatus]:
     result = []
-    for svc in SERVICES:
+    for svc in which:
         pid = read_pid(settings, svc.name)
         result.append(ServiceStatus(
             name=svc.name, pid=pid, address=_addr(svc.host_port(settings)),
@@ -265,13 +270,14 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def up(settings: Settings, *, on_started: Callable[[Service, float], None] = lambda svc, s: None) -> None:
+def up(settings: Settings, which: tuple[Service, ...] = SERVICES, *,
+       on_started: Callable[[Service, float], None] = lambda svc, s: None) -> None:
     """Start every service in dependency order (the registry needs the broker)."""
-    for svc in SERVICES:
+    for svc in which:
         seconds = start(settings, svc, timeout_s=settings.stack_start_timeout_s)
         on_started(svc, seconds)
 
 
-def down(settings: Settings) -> list[str]:
+def down(settings: Settings, which: tuple[Service, ...] = SERVICES) -> list[str]:
     """Stop every service, the reverse of start order; the data is kept."""
-    return [svc.name for svc in reversed(SERVICES) if stop(settings, svc)]
+    return [svc.name for svc in reversed(which) if stop(settings, svc)]

@@ -1,0 +1,94 @@
+"""``streamapp pipeline``: the whole pipeline on the local stack, in the background."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from streamapp import pipeline, tables
+from streamapp.clients.clickhouse import connect
+from streamapp.settings import get_settings
+from streamapp.stack import services
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Run everything on the local stack: stack, migrations, topics, normalizer and feeds
+    (live exchanges when reachable, else the simulator replaying captures/)."""
+
+
+@pipeline_group.command()
+@click.option("--source", type=click.Choice(["auto", "live", "simulator"]), default="auto", show_default=True,
+              help="Where trades come from: the real exchanges, the simulator, or live when reachable.")
+@click.option("--wait", "wait_s", default=120.0, show_default=True,
+              help="Seconds to wait for the first candles (0: don't wait).")
+def up(source: str, wait_s: float) -> None:
+    """Start the pipeline (idempotent) and show the first candles."""
+    settings = get_settings()
+    click.echo("stack: starting (broker, registry, warehouse) ...")
+    applied = pipeline.prepare(settings)
+    click.echo(f"stack: healthy; migrations applied now: {', '.join(applied) or 'none (up to date)'}")
+    if source == "auto":
+        live, why = pipeline.exchanges_reachable()
+        click.echo("source: live exchanges (reachable)" if live else
+                   f"source: exchanges unreachable ({why}); replaying the bundled captures through the simulator")
+    else:
+        live = source == "live"
+        click.echo(f"source: {'live exchanges' if live else 'the simulator replaying the bundled captures'}")
+
+    def started(svc: services.Service, seconds: float) -> None:
+        click.echo(f"{svc.name:<13} running  ({svc.describe}; {seconds:.1f}s)")
+
+    services.up(settings, pipeline.processes(live), on_started=started)
+    if wait_s > 0:
+        _show_first_candles(settings, wait_s)
+    click.echo("logs: streamapp pipeline logs NAME; stop: streamapp pipeline down (then streamapp stack down)")
+
+
+def _show_first_candles(settings, wait_s: float) -> None:
+    client = connect(settings)
+    view = tables.candles("1m")
+    deadline = time.monotonic() + wait_s
+    while client.command(f"SELECT count() FROM {view}") == 0:
+        if time.monotonic() > deadline:
+            click.echo(f"no candles in {view} after {wait_s:.0f}s: see `streamapp pipeline status` and the logs")
+            return
+        time.sleep(1)
+    time.sleep(2)  # let the first burst land
+    rows = client.query(
+        f"SELECT exchange, symbol, count() AS candles, max(window_start) AS last, "
+        f"argMax(close, window_start) AS close, sum(trade_count) AS trades FROM {view} "
+        f"GROUP BY exchange, symbol ORDER BY exchange, symbol"
+    ).result_rows
+    click.echo(f"\n{'exchange':<9} {'symbol':<10} {'1m candles':>10} {'trades':>7}  {'last window (UTC)':<19}  close")
+    for exchange, symbol, count, last, close, trades in rows:
+        click.echo(f"{exchange:<9} {symbol:<10} {count:>10} {trades:>7}  {last:%Y-%m-%d %H:%M}     {close.normalize()}")
+    click.echo("")
+
+
+@pipeline_group.command()
+def down() -> None:
+    """Stop the feeds, simulator and worker (the stack keeps running)."""
+    stopped = services.down(get_settings(), pipeline.ALL)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@pipeline_group.command()
+def status() -> None:
+    """Each pipeline process: pid, metrics address, memory, health. Exit 1 unless all that run are healthy."""
+    rows = services.status(get_settings(), pipeline.ALL)
+    for row in rows:
+        health = "healthy" if row.healthy else ("UNHEALTHY" if row.running else "stopped")
+        memory = f"{row.rss_mb:.0f} MiB" if row.rss_mb is not None else "-"
+        click.echo(f"{row.name:<13} {row.pid or '-':>7}  {row.address:<16} {memory:>8}  {health}")
+    if any(row.running and not row.healthy for row in rows) or not any(row.running for row in rows):
+        raise SystemExit(1)
+
+
+@pipeline_group.command()
+@click.argument("name", type=click.Choice([s.name for s in pipeline.ALL]))
+@click.option("-n", "--lines", default=50, show_default=True)
+def logs(name: str, lines: int) -> None:
+    """Show a pipeline process's log."""
+    click.echo(services.log_tail(get_settings(), name, lines))

@@ -1,0 +1,100 @@
+"""The whole pipeline on the local stack: feeds (live, or the simulator replaying captures) and the worker.
+
+``streamapp pipeline up`` brings up the stack, applies migrations, creates the
+topics, and runs the pipeline's processes in the background the way the stack
+runs its services (pid and log files under ``$STREAMAPP_HOME``).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from streamapp import migrations, topics
+from streamapp.clients.clickhouse import connect
+from streamapp.clients.kafka import ensure_topics
+from streamapp.settings import Settings
+from streamapp.stack import services
+from streamapp.stack.services import Service, http_ok, streamapp_command
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+# Spot trades for "binance" (the feed speaks Binance spot); the Kraken v2 capture
+# converted from real v1 trades. Their symbols are what the feeds subscribe to.
+SIMULATED = {
+    "binance": (CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    "kraken": (CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
+               ("ALGO/BTC", "BTC/USD", "DASH/EUR", "SC/EUR", "XMR/USD")),
+}
+LIVE_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "kraken": ("BTC/USD", "ETH/USD")}
+PROBE = ("stream.binance.com", 9443)
+
+
+def exchanges_reachable(timeout_s: float = 3.0) -> tuple[bool, str]:
+    """Whether the real exchanges answer here, and why not."""
+    try:
+        with socket.create_connection(PROBE, timeout=timeout_s):
+            return True, ""
+    except OSError as exc:
+        return False, f"{PROBE[0]}:{PROBE[1]}: {exc.strerror or exc}"
+
+
+def _metrics_ok(port_of) -> callable:
+    return lambda s: http_ok(f"http://{s.metrics_host}:{port_of(s)}/metrics")
+
+
+def _feed(exchange: str, live: bool) -> Service:
+    port_of = (lambda s: s.feed_metrics_port) if exchange == "binance" else (lambda s: s.kraken_feed_metrics_port)
+
+    def command(settings: Settings) -> list[str]:
+        args = ["feed", "run", "--exchange", exchange, "--metrics-port", str(port_of(settings))]
+        if live:
+            return streamapp_command(*args, "--symbols", ",".join(LIVE_SYMBOLS[exchange]))
+        base = f"ws://127.0.0.1:{settings.simulator_port}"
+        return streamapp_command(*args, "--symbols", ",".join(SIMULATED[exchange][1]),
+                                 "--url", f"{base}/stream" if exchange == "binance" else f"{base}/v2",
+                                 "--backfill-url", f"http://127.0.0.1:{settings.simulator_port}")
+
+    return Service(
+        name=f"feed-{exchange}", describe=f"{exchange} feed handler",
+        host_port=lambda s: (s.metrics_host, port_of(s)), command=command, healthy=_metrics_ok(port_of),
+        port_setting="STREAMAPP_FEED_METRICS_PORT" if exchange == "binance" else "STREAMAPP_KRAKEN_FEED_METRICS_PORT",
+    )
+
+
+WORKER = Service(
+    name="worker", describe="normalizer (Faust worker)",
+    host_port=lambda s: (s.metrics_host, s.worker_metrics_port),
+    command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(lambda s: s.worker_metrics_port),
+    port_setting="STREAMAPP_WORKER_METRICS_PORT",
+)
+
+SIMULATOR = Service(
+    name="simulator", describe="exchange simulator replaying captures/",
+    host_port=lambda s: ("127.0.0.1", s.simulator_port),
+    command=lambda s: streamapp_command(
+        "exchange", "serve", "--speed", "max", "--port", str(s.simulator_port),
+        *(arg for capture, _ in SIMULATED.values() for arg in ("--capture", str(capture)))),
+    healthy=lambda s: http_ok(f"http://127.0.0.1:{s.simulator_port}/health"),
+    port_setting="STREAMAPP_SIMULATOR_PORT",
+)
+
+
+def processes(live: bool) -> tuple[Service, ...]:
+    """Start order: consumers first, so nothing the feeds publish waits long."""
+    feeds = (_feed("binance", live), _feed("kraken", live))
+    return (WORKER, *feeds) if live else (WORKER, SIMULATOR, *feeds)
+
+
+ALL = (WORKER, SIMULATOR, _feed("binance", False), _feed("kraken", False))
+
+
+def prepare(settings: Settings) -> list[str]:
+    """Stack up, migrations applied, topics created. Returns the migrations applied now."""
+    services.up(settings)
+    client = connect(settings)
+    applied = []
+    for migration in migrations.pending(client, migrations.discover()):
+        migrations.apply(client, settings, migration)
+        applied.append(migration.path.name)
+    ensure_topics(settings, topics.PIPELINE_TOPICS)
+    return applied
