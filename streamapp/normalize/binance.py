@@ -18,6 +18,9 @@ error replies (``{"code":2,"msg":"...","id":1}``) ``Ignored("error")``; other
 event types (``aggTrade``, ``kline``, ...) are rejected as
 ``unsupported_message``: the feed subscribes to ``@trade`` only, so they
 indicate a misconfiguration worth seeing in the DLQ.
+
+:func:`normalize_backfill` reads the REST ``GET /api/v3/historicalTrades`` body
+the feed publishes to fill a gap (see its docstring).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from streamapp.normalize.result import (
 from streamapp.normalize.symbols import SymbolMap
 
 _REQUIRED = ("s", "t", "p", "q", "T", "E", "m")
+_REST_REQUIRED = ("id", "price", "qty", "time", "isBuyerMaker")
 _JSON_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
@@ -146,3 +150,110 @@ def _trades(
             raw_offset,
         ),
     )
+
+
+def normalize_backfill(
+    body: bytes,
+    *,
+    exchange_symbol: str | None,
+    first_id: int,
+    last_id: int,
+    receive_time_us: int,
+    raw_partition: int,
+    raw_offset: int,
+    symbols: SymbolMap,
+    now_us: int,
+    max_skew_us: int,
+) -> Result:
+    """A ``GET /api/v3/historicalTrades`` body → its trades with ids in ``first_id..last_id``, or a ``Rejection``.
+
+    The body, as Binance documents it (``quoteQty`` and ``isBestMatch`` are not used)::
+
+        [{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012",
+          "time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]
+
+    It names no symbol: ``exchange_symbol`` is the raw record's key (``BTCUSDT``).
+    The page may hold trades past the gap; those are skipped once their ``id`` is
+    read (they are not this record's to publish), the rest are checked exactly as
+    live trades. ``trade_id``/``trade_seq`` are what the live ``t`` gives, so Silver
+    deduplicates overlaps; ``event_time`` is the trade time (REST has no event time).
+    Never raises on bad input.
+    """
+    if symbols.exchange != BINANCE:
+        raise ValueError(f"normalize.binance got the {symbols.exchange!r} symbol map; pass a binance SymbolMap")
+    try:
+        page = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(MALFORMED_JSON, f"binance backfill body is not valid UTF-8 JSON: {exc}")
+    try:
+        return _rest_trades(page, exchange_symbol, first_id, last_id, receive_time_us, raw_partition, raw_offset,
+                            symbols, now_us, max_skew_us)
+    except Reject as reject:
+        return reject.rejection()
+
+
+def _rest_trades(
+    page: object,
+    exchange_symbol: str | None,
+    first_id: int,
+    last_id: int,
+    receive_time_us: int,
+    raw_partition: int,
+    raw_offset: int,
+    symbols: SymbolMap,
+    now_us: int,
+    max_skew_us: int,
+) -> tuple[Trade, ...]:
+    if not exchange_symbol:
+        raise Reject(MISSING_FIELD, "binance backfill record has no key; it must be the exchange symbol (BTCUSDT)")
+    canonical = symbols.table.get(exchange_symbol)
+    if canonical is None:
+        raise Reject(
+            UNKNOWN_SYMBOL,
+            f"binance symbol {show(exchange_symbol)} (record key) is not in the symbol map; "
+            "add it to the map to accept it",
+        )
+    if type(page) is not list:
+        kind = _JSON_KIND.get(type(page), "object")
+        raise Reject(
+            UNSUPPORTED_MESSAGE,
+            f"binance backfill body is a JSON {kind} ({show(page)}); expected the historicalTrades array",
+        )
+    trades = []
+    for index, row in enumerate(page):
+        where = f"binance backfill [{index}]"
+        if type(row) is not dict:
+            raise Reject(WRONG_TYPE, f"{where} is {show(row)}; expected an object")
+        try:
+            seq, price_s, qty_s, trade_ms, maker = (row[k] for k in _REST_REQUIRED)
+        except KeyError:
+            missing = [k for k in _REST_REQUIRED if k not in row]
+            raise Reject(
+                MISSING_FIELD, f"{where} has no field {missing[0]!r} (needs {', '.join(_REST_REQUIRED)})"
+            ) from None
+        check_sequence(require_int(seq, f"{where}.id"), f"{where}.id")
+        if not first_id <= seq <= last_id:
+            continue
+        price = check_price(decimal_from_str(price_s, f"{where}.price", BAD_PRICE), f"{where}.price")
+        quantity = check_quantity(decimal_from_str(qty_s, f"{where}.qty", BAD_QUANTITY), f"{where}.qty")
+        trade_time = check_time(require_int(trade_ms, f"{where}.time") * 1000, f"{where}.time", now_us, max_skew_us)
+        if type(maker) is not bool:
+            raise Reject(WRONG_TYPE, f"{where}.isBuyerMaker is {show(maker)}; expected true or false")
+        trades.append(
+            Trade(
+                BINANCE,
+                canonical,
+                exchange_symbol,
+                str(seq),
+                seq,
+                price,
+                quantity,
+                SELL if maker else BUY,
+                trade_time,
+                trade_time,
+                receive_time_us,
+                raw_partition,
+                raw_offset,
+            )
+        )
+    return tuple(trades)

@@ -34,6 +34,9 @@ derived deterministically: ``"<trade time µs>-<index in frame>"`` (e.g.
 ``"1617666461465618-0"``), ``trade_seq`` null. The same raw frame always gives
 the same ids, so redelivery deduplicates; the index keeps trades with the same
 microsecond in one frame apart.
+
+:func:`normalize_backfill` reads the REST ``GET /0/public/Trades`` body the feed
+publishes to fill a gap (see its docstring).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ from streamapp.normalize.result import (
     show,
 )
 from streamapp.normalize.symbols import SymbolMap
-from streamapp.normalize.timeutil import rfc3339_to_us, seconds_str_to_us
+from streamapp.normalize.timeutil import decimal_seconds_to_us, rfc3339_to_us, seconds_str_to_us
 
 
 def _no_constants(name: str) -> object:
@@ -263,3 +266,131 @@ def _v1_trades(message: list, context: tuple) -> tuple[Trade, ...]:
             )
         )
     return tuple(trades)
+
+
+def normalize_backfill(
+    body: bytes,
+    *,
+    exchange_symbol: str | None,
+    first_id: int,
+    last_id: int,
+    receive_time_us: int,
+    raw_partition: int,
+    raw_offset: int,
+    symbols: SymbolMap,
+    now_us: int,
+    max_skew_us: int,
+) -> Result:
+    """A ``GET /0/public/Trades`` body → its trades with ids in ``first_id..last_id``, or a ``Rejection``.
+
+    The body, as Kraken documents it (one pair, named Kraken's way, plus ``last``)::
+
+        {"error":[],"result":{"XXBTZUSD":[
+          ["30243.40000","0.34507674",1688669597.8277369,"b","m","",61044952]],
+         "last":"1688671969993150842"}}
+
+    Each trade is ``[price, volume, time, side b/s, order type m/l, misc, trade_id]``:
+    price and volume decimal strings, time seconds as a JSON number: read exactly, then
+    rounded to the nearest µs (Kraken prints a double, ``.8277369``; see
+    :func:`~streamapp.normalize.timeutil.decimal_seconds_to_us`). Our simulator sends the
+    time as a µs decimal string, as v1 did: read exactly too. The symbol is the
+    raw record's key, the v2 name (``BTC/USD``), not the body's pair name. Kraken pages
+    by time, so the body holds trades before the gap: those are skipped once their id
+    is read; the rest are checked as live trades and get the live v2 ``trade_id`` /
+    ``trade_seq``, so Silver deduplicates overlaps. A non-empty ``error`` array is an
+    ``unsupported_message`` rejection carrying Kraken's messages. Never raises on bad input.
+    """
+    if symbols.exchange != KRAKEN:
+        raise ValueError(f"normalize.kraken got the {symbols.exchange!r} symbol map; pass a kraken SymbolMap")
+    try:
+        message = _DECODER.decode(bytes(body).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        return Rejection(MALFORMED_JSON, f"kraken backfill body is not valid UTF-8 JSON: {exc}")
+    context = (receive_time_us, raw_partition, raw_offset, symbols, now_us, max_skew_us)
+    try:
+        return _rest_trades(message, exchange_symbol, first_id, last_id, context)
+    except Reject as reject:
+        return reject.rejection()
+
+
+def _rest_trades(
+    message: object, exchange_symbol: str | None, first_id: int, last_id: int, context: tuple
+) -> tuple[Trade, ...]:
+    receive_time_us, raw_partition, raw_offset, symbols, now_us, max_skew_us = context
+    if not exchange_symbol:
+        raise Reject(MISSING_FIELD, "kraken backfill record has no key; it must be the v2 symbol (BTC/USD)")
+    canonical = _symbol(symbols, exchange_symbol, "kraken backfill record key")
+    if type(message) is not dict:
+        raise Reject(UNSUPPORTED_MESSAGE, f"kraken backfill body is {show(message)}; expected the Trades object")
+    if "error" not in message:
+        raise Reject(MISSING_FIELD, "kraken backfill body has no field 'error'")
+    errors = message["error"]
+    if type(errors) is not list:
+        raise Reject(WRONG_TYPE, f"kraken backfill 'error' is {show(errors)}; expected an array")
+    if errors:
+        raise Reject(UNSUPPORTED_MESSAGE, f"kraken backfill body is an error response: {'; '.join(map(str, errors))}")
+    try:
+        result = message["result"]
+    except KeyError:
+        raise Reject(MISSING_FIELD, "kraken backfill body has no field 'result'") from None
+    if type(result) is not dict:
+        raise Reject(WRONG_TYPE, f"kraken backfill 'result' is {show(result)}; expected an object")
+    pages = [(pair, rows) for pair, rows in result.items() if pair != "last"]
+    if len(pages) != 1:
+        raise Reject(
+            MISSING_FIELD if not pages else BAD_VALUE,
+            f"kraken backfill 'result' has {len(pages)} pair entries ({show([p for p, _ in pages])}); expected one",
+        )
+    pair, rows = pages[0]
+    if type(rows) is not list:
+        raise Reject(WRONG_TYPE, f"kraken backfill result[{show(pair)}] is {show(rows)}; expected an array")
+    trades = []
+    for index, row in enumerate(rows):
+        where = f"kraken backfill trade[{index}]"
+        if type(row) is not list:
+            raise Reject(WRONG_TYPE, f"{where} is {show(row)}; expected an array")
+        if len(row) < 7:
+            raise Reject(
+                MISSING_FIELD, f"{where} has {len(row)} elements; needs price, volume, time, side, type, misc, trade id"
+            )
+        price_s, qty_s, time_v, side, _, _, trade_id = row[:7]
+        check_sequence(require_int(trade_id, f"{where} trade id"), f"{where} trade id")
+        if not first_id <= trade_id <= last_id:
+            continue
+        price = check_price(decimal_from_str(price_s, f"{where} price", BAD_PRICE), f"{where} price")
+        quantity = check_quantity(decimal_from_str(qty_s, f"{where} volume", BAD_QUANTITY), f"{where} volume")
+        trade_time = check_time(_rest_time(time_v, f"{where} time"), f"{where} time", now_us, max_skew_us)
+        if type(side) is not str:
+            raise Reject(WRONG_TYPE, f"{where} side is {show(side)}; expected 'b' or 's'")
+        taker = _V1_SIDES.get(side)
+        if taker is None:
+            raise Reject(BAD_VALUE, f"{where} side is {show(side)}; expected 'b' or 's'")
+        trades.append(
+            Trade(
+                KRAKEN,
+                canonical,
+                exchange_symbol,
+                str(trade_id),
+                trade_id,
+                price,
+                quantity,
+                taker,
+                trade_time,
+                trade_time,
+                receive_time_us,
+                raw_partition,
+                raw_offset,
+            )
+        )
+    return tuple(trades)
+
+
+def _rest_time(value: object, where: str) -> int:
+    """REST trade time: seconds as a JSON number (``Decimal`` or int here, to the nearest µs) or a
+    decimal string (exact µs, as v1)."""
+    try:
+        if type(value) is str:
+            return seconds_str_to_us(value)
+        return decimal_seconds_to_us(decimal_from_number(value, where))
+    except ValueError as exc:
+        raise Reject(BAD_TIME, f"{where}: {exc}") from None

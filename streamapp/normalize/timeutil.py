@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 
 MIN_TRADE_TIME_US = 1_230_768_000_000_000  # 2009-01-01T00:00:00Z: nothing traded crypto before
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -65,3 +66,30 @@ def seconds_str_to_us(text: str) -> int:
         raise ValueError(f"time {text!r} is not decimal seconds since the epoch (expected e.g. 1617666461.465618)")
     whole, fraction = match.groups()
     return int(whole) * 1_000_000 + _fraction_us(fraction, text)
+
+
+def decimal_seconds_to_us(seconds: Decimal) -> int:
+    """Seconds since the epoch as a JSON number, read exactly as a ``Decimal``, to the nearest microsecond.
+
+    For Kraken REST's trade ``time`` (``1688669597.8277369``): Kraken prints a double with
+    17 significant digits, so the 7th decimal is binary noise around the µs time. Doubles
+    near today's epoch are 2.4e-7 s apart, under half a µs, so rounding (half-even, in
+    integers) recovers that µs exactly. Digits are read, never multiplied out, so a huge
+    exponent cannot blow up.
+    """
+    if not seconds.is_finite() or seconds.is_signed():
+        raise ValueError(f"time {seconds} is not a non-negative number of seconds since the epoch")
+    if not seconds:
+        return 0
+    if seconds.adjusted() > 11:
+        raise ValueError(f"time {seconds} s is too large to be seconds since the epoch")
+    _, digits, exponent = seconds.as_tuple()
+    value = int("".join(map(str, digits)))
+    shift = exponent + 6  # the power of ten of the last digit, in µs
+    if shift >= 0:
+        return value * 10**shift
+    if -shift > len(digits):  # under 0.1 µs in all
+        return 0
+    divisor = 10**-shift
+    whole, rest = divmod(value, divisor)
+    return whole + int(2 * rest > divisor or (2 * rest == divisor and whole % 2 == 1))

@@ -146,6 +146,65 @@ def check(name: str, frame: bytes) -> None:
         assert result.message.strip()
 
 
+# --- REST backfill bodies (normalize_backfill) ------------------------------------
+BACKFILLS = {
+    "binance": (binance.normalize_backfill, DEFAULT_BINANCE_MAP, "BTCUSDT"),
+    "kraken": (kraken.normalize_backfill, DEFAULT_KRAKEN_MAP, "BTC/USD"),
+}
+ids = st.integers(min_value=-5, max_value=30) | st.integers(min_value=-5, max_value=2**64)
+spans = st.one_of(st.tuples(ids, ids), st.just((0, 2**63 - 1)), st.just((0, 20)))  # (first_id, last_id)
+keys = st.none() | st.text(max_size=10) | st.sampled_from(["BTCUSDT", "ETHBTC", "BTC/USD", "XBT/USD", "DOGE/USD"])
+near_binance_row = spoil(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers(min_value=0, max_value=2**63 - 1) | st.integers(min_value=0, max_value=20),
+            "price": positive_decimal_text,
+            "qty": positive_decimal_text,
+            "time": MS,
+            "isBuyerMaker": st.booleans(),
+        },
+        optional={"quoteQty": positive_decimal_text, "isBestMatch": st.booleans()},
+    ),
+    ("id", "price", "qty", "time", "isBuyerMaker"),
+)
+# Kraken prints times as doubles (1688669597.8277369); our simulator as µs decimal strings.
+SECONDS = st.decimals(min_value=1230768000, max_value=NOW_US // 1_000_000 + 5, places=6, allow_nan=False)
+valid_kraken_row = st.tuples(
+    positive_decimal_text, positive_decimal_text, SECONDS.map(float) | SECONDS.map(str),
+    st.sampled_from(["b", "s"]), st.sampled_from(["m", "l"]), st.just(""),
+    st.integers(min_value=0, max_value=20) | st.integers(min_value=0, max_value=2**63 - 1),
+).map(list)
+near_kraken_row = st.tuples(valid_kraken_row, st.sampled_from((None, None, None, 0, 1, 2, 3, 6)), kraken_values).map(
+    lambda v: v[0] if v[1] is None else [*v[0][: v[1]], v[2], *v[0][v[1] + 1 :]]
+)
+near_kraken_body = st.fixed_dictionaries(
+    {
+        "error": st.one_of(st.just([]), st.just([]), st.just([]), st.lists(st.text(max_size=20), max_size=2)),
+        "result": st.fixed_dictionaries(
+            {"XXBTZUSD": st.lists(st.one_of(*[near_kraken_row] * 3, st.lists(kraken_values, max_size=8)), max_size=4)},
+            optional={"last": st.text(max_size=20)},
+        ),
+    }
+)
+
+
+def check_backfill(name: str, body: bytes, key: str | None, first_id: int, last_id: int) -> None:
+    normalize, symbols, _ = BACKFILLS[name]
+    result = normalize(
+        body, exchange_symbol=key, first_id=first_id, last_id=last_id, receive_time_us=NOW_US, raw_partition=0,
+        raw_offset=0, symbols=symbols, now_us=NOW_US, max_skew_us=5_000_000,
+    )  # fmt: skip
+    if isinstance(result, tuple):
+        for trade in result:
+            assert isinstance(trade, Trade)
+            assert first_id <= trade.trade_seq <= last_id
+            assert CODEC.decode(CODEC.encode(trade)) == trade
+    else:
+        assert isinstance(result, Rejection)  # a REST body is never a control frame
+        assert result.code in REJECTION_CODES
+        assert result.message.strip()
+
+
 def _dumps(value: object) -> bytes:
     return json.dumps(value, allow_nan=False).encode()
 
@@ -189,3 +248,29 @@ def test_near_valid_binance_frames(value):
 @given(value=near_kraken)
 def test_near_valid_kraken_frames(value):
     check("kraken", _dumps(value))
+
+
+@pytest.mark.parametrize("name", sorted(BACKFILLS))
+@common
+@given(body=st.binary(max_size=300), key=keys, span=spans)
+def test_backfill_arbitrary_bytes(name, body, key, span):
+    check_backfill(name, body, key, *span)
+
+
+@pytest.mark.parametrize("name", sorted(BACKFILLS))
+@common
+@given(value=json_values, key=keys, span=spans)
+def test_backfill_arbitrary_json(name, value, key, span):
+    check_backfill(name, _dumps(value), key, *span)
+
+
+@common
+@given(rows=st.lists(near_binance_row, max_size=4), span=spans)
+def test_near_valid_binance_backfill(rows, span):
+    check_backfill("binance", _dumps(rows), "BTCUSDT", *span)
+
+
+@common
+@given(body=near_kraken_body, span=spans)
+def test_near_valid_kraken_backfill(body, span):
+    check_backfill("kraken", _dumps(body), "BTC/USD", *span)
