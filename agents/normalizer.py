@@ -8,6 +8,7 @@ the record's offset (:mod:`streamapp.eos`), so a crash loses and duplicates noth
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 from typing import Any
 
 from streamapp import topics
@@ -26,11 +27,13 @@ log = logging.getLogger(__name__)
 _RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
-async def _dispatcher(exchange: str, normalize: Any, symbols: SymbolMap) -> Dispatcher:
+async def _dispatcher(exchange: str, parsers: ModuleType, symbols: SymbolMap) -> Dispatcher:
+    """``parsers``: the exchange's module in :mod:`streamapp.normalize` (live frames and REST backfills)."""
     settings = get_settings()
     schema_id = await register_trade_schema(settings, topics.normalized(exchange))
     log.info("%s: Trade schema id %d under %s", exchange, schema_id, topics.value_subject(topics.normalized(exchange)))
-    return Dispatcher(exchange, normalize, symbols, TradeAvroCodec(schema_id), max_skew_s=settings.clock_skew_s)
+    return Dispatcher(exchange, parsers.normalize, symbols, TradeAvroCodec(schema_id),
+                      backfill=parsers.normalize_backfill, max_skew_s=settings.clock_skew_s)
 
 
 def _listed(csv: str) -> tuple[str, ...]:
@@ -48,10 +51,10 @@ async def _run(stream: Any, dispatcher: Dispatcher) -> None:
 @app.agent(app.topic(topics.raw(BINANCE), **_RAW_BYTES), name="normalize-binance")
 async def normalize_binance(stream: Any) -> None:
     extra = _listed(get_settings().binance_symbols)
-    await _run(stream, await _dispatcher(BINANCE, binance.normalize, SymbolMap.binance(DEFAULT_BINANCE_SYMBOLS + extra)))
+    await _run(stream, await _dispatcher(BINANCE, binance, SymbolMap.binance(DEFAULT_BINANCE_SYMBOLS + extra)))
 
 
 @app.agent(app.topic(topics.raw(KRAKEN), **_RAW_BYTES), name="normalize-kraken")
 async def normalize_kraken(stream: Any) -> None:
     extra = _listed(get_settings().kraken_symbols)
-    await _run(stream, await _dispatcher(KRAKEN, kraken.normalize, SymbolMap.kraken(DEFAULT_KRAKEN_SYMBOLS + extra)))
+    await _run(stream, await _dispatcher(KRAKEN, kraken, SymbolMap.kraken(DEFAULT_KRAKEN_SYMBOLS + extra)))

@@ -3,11 +3,18 @@
 This is the normalizer agents' whole decision, kept free of Faust and of I/O so
 it can be tested and benchmarked on its own (the agents only read, call
 :meth:`Dispatcher.dispatch`, and send).
+
+The ``streamapp.source`` header picks the parser: WebSocket frames (``ws``, or no
+header: records written before it existed) go to the exchange's ``normalize``;
+REST backfill bodies (``rest-backfill``) to its ``normalize_backfill``, with the
+record key as the symbol and the ``streamapp.backfill_range`` header
+(``<first>-<last>``) as the trade ids to keep.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
@@ -48,6 +55,8 @@ RECEIVE_TO_PUBLISH_SECONDS = Histogram(
 
 Normalize = Callable[..., Result]
 
+_RANGE = re.compile(rb"([0-9]{1,19})-([0-9]{1,19})")
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -63,14 +72,18 @@ class Dispatcher:
     """Normalizes one exchange's raw records and encodes the results for publishing."""
 
     def __init__(
-        self, exchange: str, normalize: Normalize, symbols: SymbolMap, codec: TradeAvroCodec, *, max_skew_s: float
+        self, exchange: str, normalize: Normalize, symbols: SymbolMap, codec: TradeAvroCodec, *,
+        backfill: Normalize, max_skew_s: float,
     ) -> None:
+        """``normalize`` reads live frames, ``backfill`` REST backfill bodies (the exchange module's
+        ``normalize`` and ``normalize_backfill``)."""
         if symbols.exchange != exchange:
             raise ValueError(f"symbol map is for {symbols.exchange!r}, not {exchange!r}")
         self.exchange = exchange
         self.source_topic = topics.raw(exchange)
         self.target_topic = topics.normalized(exchange)
         self._normalize = normalize
+        self._backfill = backfill
         self._symbols = symbols
         self._codec = codec
         self._max_skew_us = int(max_skew_s * 1_000_000)
@@ -95,10 +108,7 @@ class Dispatcher:
                 "raw topics are written by `streamapp feed run` or `streamapp replay`, which set it",
             )
         else:
-            result = self._normalize(
-                value, receive_time_us=int(receive), raw_partition=partition, raw_offset=offset,
-                symbols=self._symbols, now_us=now_us, max_skew_us=self._max_skew_us,
-            )
+            result = self._route(value, key, header_map, int(receive), partition, offset, now_us)
         out: list[Outgoing]
         if isinstance(result, tuple):
             try:
@@ -128,6 +138,36 @@ class Dispatcher:
             out = [Outgoing(topics.DLQ, key, value, self.dlq_headers(result, partition, offset) + list(header_map.items()))]
         self._latency.observe(time.perf_counter() - started)
         return out
+
+    def _route(
+        self, value: bytes, key: bytes | None, header_map: Mapping[str, bytes], receive_us: int, partition: int,
+        offset: int, now_us: int,
+    ) -> Result:
+        """Live frame or REST backfill body, by the ``streamapp.source`` header."""
+        common = dict(receive_time_us=receive_us, raw_partition=partition, raw_offset=offset, symbols=self._symbols,
+                      now_us=now_us, max_skew_us=self._max_skew_us)
+        source = header_map.get(raw_headers.SOURCE, raw_headers.SOURCE_WS)
+        if source == raw_headers.SOURCE_WS:
+            return self._normalize(value, **common)
+        if source != raw_headers.SOURCE_BACKFILL:
+            return Rejection(
+                BAD_VALUE, f"raw record's {raw_headers.SOURCE} header is {source!r}; expected "
+                f"{raw_headers.SOURCE_WS!r} or {raw_headers.SOURCE_BACKFILL!r}",
+            )
+        span = header_map.get(raw_headers.BACKFILL_RANGE)
+        if span is None:
+            return Rejection(
+                MISSING_HEADER, f"backfill record has no {raw_headers.BACKFILL_RANGE} header; the feed's backfiller "
+                "sets it to the missing trade ids (<first>-<last>)",
+            )
+        match = _RANGE.fullmatch(span)
+        if match is None or int(match[1]) > int(match[2]):
+            return Rejection(
+                BAD_VALUE, f"backfill record's {raw_headers.BACKFILL_RANGE} header is {span!r}; expected "
+                "<first>-<last> trade ids with first <= last, e.g. b'1001-1200'",
+            )
+        symbol = key.decode("utf-8", "replace") if key else None
+        return self._backfill(value, exchange_symbol=symbol, first_id=int(match[1]), last_id=int(match[2]), **common)
 
     def dlq_headers(self, rejection: Rejection, partition: int, offset: int) -> list[tuple[str, bytes]]:
         return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +27,8 @@ HEADERS = [(raw_headers.RECEIVE_TIME_US, str(RECEIVED_US).encode()), (raw_header
 @pytest.fixture
 def dispatcher() -> Dispatcher:
     # The 2024 capture is "in the past" for any clock, so the default skew check passes.
-    return Dispatcher("binance", binance.normalize, SymbolMap.binance(), TradeAvroCodec(7), max_skew_s=5)
+    return Dispatcher("binance", binance.normalize, SymbolMap.binance(), TradeAvroCodec(7),
+                      backfill=binance.normalize_backfill, max_skew_s=5)
 
 
 def test_a_trade_frame_becomes_one_avro_record_keyed_by_canonical_symbol(dispatcher):
@@ -68,11 +70,100 @@ def test_a_control_frame_publishes_nothing(dispatcher):
 def test_a_kraken_frame_with_several_trades_yields_one_record_each():
     frame = next(line for line in (FIXTURES / "kraken_v2_docs.jsonl").read_bytes().splitlines()
                  if b'"channel":"trade"' in line and line.count(b"trade_id") > 1)
-    dispatcher = Dispatcher("kraken", kraken.normalize, SymbolMap.kraken(), TradeAvroCodec(3), max_skew_s=5)
+    dispatcher = Dispatcher("kraken", kraken.normalize, SymbolMap.kraken(), TradeAvroCodec(3),
+                            backfill=kraken.normalize_backfill, max_skew_s=5)
     outs = dispatcher.dispatch(frame, b"BTC/USD", HEADERS, 0, 5)
     assert len(outs) == frame.count(b"trade_id") and all(o.topic == topics.normalized("kraken") for o in outs)
 
 
 def test_a_symbol_map_of_another_exchange_is_refused():
     with pytest.raises(ValueError, match="symbol map is for 'kraken', not 'binance'"):
-        Dispatcher("binance", binance.normalize, SymbolMap.kraken(), TradeAvroCodec(1), max_skew_s=5)
+        Dispatcher("binance", binance.normalize, SymbolMap.kraken(), TradeAvroCodec(1),
+                   backfill=binance.normalize_backfill, max_skew_s=5)
+
+
+# --- routing by the streamapp.source header ---------------------------------------
+
+# historicalTrades for the capture's first trade (5266585686) and its neighbours.
+REST_BODY = (
+    b'[{"id":5266585685,"price":"61807.60","qty":"0.010","quoteQty":"618.076","time":1723161300009,'
+    b'"isBuyerMaker":false,"isBestMatch":true},'
+    b'{"id":5266585686,"price":"61807.70","qty":"0.002","quoteQty":"123.6154","time":1723161300010,'
+    b'"isBuyerMaker":true,"isBestMatch":true},'
+    b'{"id":5266585687,"price":"61807.80","qty":"0.001","quoteQty":"61.8078","time":1723161300016,'
+    b'"isBuyerMaker":false,"isBestMatch":true}]'
+)
+
+
+def backfill_headers(span: bytes | None = b"5266585686-5266585686") -> list[tuple[str, bytes]]:
+    hdrs = HEADERS + [(raw_headers.SOURCE, raw_headers.SOURCE_BACKFILL)]
+    if span is not None:
+        hdrs.append((raw_headers.BACKFILL_RANGE, span))
+    return hdrs + [(raw_headers.BACKFILL_URL, b"https://api.binance.com/api/v3/historicalTrades?symbol=BTCUSDT")]
+
+
+@pytest.mark.parametrize("source", [None, raw_headers.SOURCE_WS])
+def test_a_live_frame_goes_to_the_live_normalizer(dispatcher, source):
+    hdrs = HEADERS + ([(raw_headers.SOURCE, source)] if source else [])
+    [out] = dispatcher.dispatch(FRAME, b"BTCUSDT", hdrs, 2, 41)
+    assert TradeAvroCodec(7).decode(out.value).trade_id == "5266585686"
+
+
+def test_a_backfill_body_goes_to_the_backfill_normalizer_keeping_its_range(dispatcher):
+    [out] = dispatcher.dispatch(REST_BODY, b"BTCUSDT", backfill_headers(), 2, 50)
+    [live] = dispatcher.dispatch(FRAME, b"BTCUSDT", HEADERS, 2, 41)
+    assert (out.topic, out.key) == (live.topic, live.key)
+    got, want = TradeAvroCodec(7).decode(out.value), TradeAvroCodec(7).decode(live.value)
+    # Same trade, same identity (Silver deduplicates it): only lineage differs (the live E equals T here).
+    assert got == dataclasses.replace(want, raw_offset=50)
+    assert (got.exchange, got.symbol, got.trade_id, got.trade_seq) == ("binance", "BTC/USDT", "5266585686", 5266585686)
+
+
+def test_a_backfill_range_spanning_the_page_yields_every_trade_in_order(dispatcher):
+    outs = dispatcher.dispatch(REST_BODY, b"BTCUSDT", backfill_headers(b"5266585685-5266585690"), 0, 1)
+    assert [TradeAvroCodec(7).decode(o.value).trade_seq for o in outs] == [5266585685, 5266585686, 5266585687]
+
+
+def test_a_backfill_body_read_as_a_live_frame_would_be_rejected(dispatcher):
+    """Why routing matters: without the header, a REST body is not a frame."""
+    [out] = dispatcher.dispatch(REST_BODY, b"BTCUSDT", HEADERS, 0, 1)
+    assert dict(out.headers)[ERROR_CODE] == b"unsupported_message"
+
+
+@pytest.mark.parametrize(("value", "key", "headers", "code"), [
+    (REST_BODY, b"BTCUSDT", backfill_headers(span=None), "missing_field"),
+    (REST_BODY, b"BTCUSDT", backfill_headers(b""), "bad_value"),
+    (REST_BODY, b"BTCUSDT", backfill_headers(b"5266585686"), "bad_value"),
+    (REST_BODY, b"BTCUSDT", backfill_headers(b"5266585690-5266585686"), "bad_value"),  # first > last
+    (REST_BODY, b"BTCUSDT", backfill_headers(b"-1-5"), "bad_value"),
+    (REST_BODY, b"BTCUSDT", backfill_headers(b"1 - 5"), "bad_value"),
+    (REST_BODY, None, backfill_headers(), "missing_field"),  # the key is the symbol
+    (REST_BODY, b"NOPEUSDT", backfill_headers(), "unknown_symbol"),
+    (b"[{", b"BTCUSDT", backfill_headers(), "malformed_json"),
+    (REST_BODY, b"BTCUSDT", HEADERS + [(raw_headers.SOURCE, b"carrier-pigeon")], "bad_value"),
+    (REST_BODY, b"BTCUSDT", [h for h in backfill_headers() if h[0] != raw_headers.RECEIVE_TIME_US], "missing_field"),
+])
+def test_a_bad_backfill_record_goes_to_the_dlq_with_why(dispatcher, value, key, headers, code):
+    [out] = dispatcher.dispatch(value, key, headers, 1, 99)
+    assert (out.topic, out.key, out.value) == (topics.DLQ, key, value)
+    got = dict(out.headers)
+    assert got[ERROR_CODE] == code.encode()
+    assert got[ERROR_MESSAGE]
+    for name, header in headers:  # the raw record's own headers ride along, range and URL included
+        assert (name, header) in out.headers
+
+
+def test_a_kraken_backfill_body_is_routed_to_kraken_backfill():
+    dispatcher = Dispatcher("kraken", kraken.normalize, SymbolMap.kraken(), TradeAvroCodec(3),
+                            backfill=kraken.normalize_backfill, max_skew_s=5)
+    body = (b'{"error":[],"result":{"XXBTZUSD":[["30243.40000","0.34507674",1688669597.8277369,"b","m","",61044952],'
+            b'["30243.30000","0.00376960",1688669598.2804112,"s","l","",61044953]],"last":"1688671969993150842"}}')
+    hdrs = HEADERS + [(raw_headers.SOURCE, raw_headers.SOURCE_BACKFILL),
+                      (raw_headers.BACKFILL_RANGE, b"61044953-61044953")]
+    [out] = dispatcher.dispatch(body, b"BTC/USD", hdrs, 0, 3)
+    trade = TradeAvroCodec(3).decode(out.value)
+    assert (out.key, trade.trade_id, trade.trade_seq, trade.trade_time) == (b"BTC/USD", "61044953", 61044953,
+                                                                           1688669598280411)
+    [rejected] = dispatcher.dispatch(b'{"error":["EQuery:Unknown asset pair"]}', b"BTC/USD", hdrs, 0, 4)
+    message = dict(rejected.headers)[ERROR_MESSAGE]
+    assert message == b"kraken backfill body is an error response: EQuery:Unknown asset pair"
