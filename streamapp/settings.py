@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamapp.feeds import binance as binance_feed
+from streamapp.feeds import kraken as kraken_feed
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMAPP_", extra="ignore")
@@ -61,6 +64,25 @@ class Settings(BaseSettings):
     kafka_heap: str = "512m"
     stack_start_timeout_s: float = 90.0
 
+    # --- feed handlers (`streamapp feed run` / `feed record`; their options override these) ---
+    binance_ws_url: str = Field(binance_feed.DEFAULT_URL, description="Binance WebSocket (combined streams) URL.")
+    kraken_ws_url: str = Field(kraken_feed.DEFAULT_URL, description="Kraken WebSocket v2 URL.")
+    binance_rest_url: str = Field(
+        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL that trade-id gaps are backfilled from."
+    )
+    kraken_rest_url: str = Field(
+        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL that trade-id gaps are backfilled from."
+    )
+    feed_backfill: bool = Field(
+        True, description="Backfill trade-id gaps from REST; false: only detect and count them (offline runs)."
+    )
+    feed_max_buffered_records: int = Field(
+        200_000, ge=1, description="Records the feed's producer buffers while the broker is away; more are dropped."
+    )
+    feed_message_timeout_s: float = Field(
+        300.0, gt=0, description="How long a buffered record may wait for the broker before it counts as failed."
+    )
+
     # --- processes -----------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Where /metrics listens (0.0.0.0 in containers).")
     feed_metrics_port: int = 9101
@@ -79,6 +101,14 @@ class Settings(BaseSettings):
     )
 
     # --- derived -----------------------------------------------------------
+    def feed_ws_url(self, exchange: str) -> str:
+        """The WebSocket URL the feed connects to for ``exchange`` (``binance`` or ``kraken``)."""
+        return {binance_feed.EXCHANGE: self.binance_ws_url, kraken_feed.EXCHANGE: self.kraken_ws_url}[exchange]
+
+    def feed_rest_url(self, exchange: str) -> str:
+        """The REST base URL the feed backfills ``exchange``'s gaps from."""
+        return {binance_feed.EXCHANGE: self.binance_rest_url, kraken_feed.EXCHANGE: self.kraken_rest_url}[exchange]
+
     @property
     def broker_host_port(self) -> tuple[str, int]:
         first = self.kafka_bootstrap_servers.split(",")[0]

@@ -11,9 +11,6 @@ from streamapp.exchanges import EXCHANGES
 from streamapp.feeds import binance, kraken
 from streamapp.settings import get_settings
 
-DEFAULT_URLS = {binance.EXCHANGE: binance.DEFAULT_URL, kraken.EXCHANGE: kraken.DEFAULT_URL}
-DEFAULT_REST = {binance.EXCHANGE: binance.DEFAULT_REST_URL, kraken.EXCHANGE: kraken.DEFAULT_REST_URL}
-
 
 def _symbols(_ctx, _param, value: tuple[str, ...]) -> list[str]:
     symbols = [s.strip() for v in value for s in v.split(",") if s.strip()]
@@ -27,8 +24,9 @@ def _common(f):
     f = click.option("--symbols", multiple=True, required=True, callback=_symbols,
                      help="Exchange symbols, comma-separated or repeated: BTCUSDT,ETHUSDT (binance), "
                           "BTC/USD,ETH/USD (kraken v2 names).")(f)
-    f = click.option("--url", help="WebSocket URL. Default: the real exchange (binance "
-                                   f"{binance.DEFAULT_URL}, kraken {kraken.DEFAULT_URL}); the simulator: "
+    f = click.option("--url", help="WebSocket URL. Default: setting binance_ws_url / kraken_ws_url "
+                                   "(STREAMAPP_BINANCE_WS_URL, STREAMAPP_KRAKEN_WS_URL), the real exchange unless set "
+                                   f"({binance.DEFAULT_URL}, {kraken.DEFAULT_URL}); the simulator: "
                                    "ws://127.0.0.1:9200/stream (binance) or ws://127.0.0.1:9200/v2 (kraken).")(f)
     f = click.option("--symbols-per-connection", type=int,
                      help=f"Spread symbols over connections (default binance {binance.DEFAULT_SYMBOLS_PER_CONNECTION}, "
@@ -46,16 +44,24 @@ def feed() -> None:
 @feed.command()
 @_common
 @click.option("--topic", help="Publish here instead of market.crypto.trades.<exchange>.raw (tests, trials).")
-@click.option("--backfill-url", help="REST base URL to backfill gaps from (default: the real exchange's).")
-@click.option("--no-backfill", is_flag=True, help="Only detect and count gaps (offline runs).")
+@click.option("--backfill-url", help="REST base URL to backfill gaps from. Default: setting binance_rest_url / "
+                                     "kraken_rest_url (STREAMAPP_BINANCE_REST_URL, STREAMAPP_KRAKEN_REST_URL), the "
+                                     f"real exchange unless set ({binance.DEFAULT_REST_URL}, "
+                                     f"{kraken.DEFAULT_REST_URL}).")
+@click.option("--backfill/--no-backfill", default=None,
+              help="Backfill gaps from REST, or only detect and count them (offline runs). "
+                   "Default: setting feed_backfill (STREAMAPP_FEED_BACKFILL, true unless set).")
 @click.option("--create-topic/--no-create-topic", default=True, show_default=True,
               help="Create the raw topic first if it is missing.")
 @click.option("--max-connection-age", type=float,
               help="Rotate connections after this many seconds, with an overlap (binance default 23 h).")
 @click.option("--metrics-port", type=int, help="Serve /metrics here (default: setting feed_metrics_port; 0: off).")
-def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, backfill_url, no_backfill,
+def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, backfill_url, backfill,
         create_topic, max_connection_age, metrics_port) -> None:
     """Publish every trade frame, byte for byte, to the exchange's raw topic until Ctrl-C.
+
+    The producer buffers up to setting feed_max_buffered_records (STREAMAPP_FEED_MAX_BUFFERED_RECORDS)
+    records for up to feed_message_timeout_s (STREAMAPP_FEED_MESSAGE_TIMEOUT_S) while the broker is away.
 
     Example, against the simulator:
 
@@ -69,9 +75,10 @@ def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, bac
     from streamapp.feeds.handler import FeedHandler, FeedOptions, run_until_signalled
 
     settings = get_settings()
+    backfill = settings.feed_backfill if backfill is None else backfill
     options = FeedOptions(
-        exchange=exchange, symbols=symbols, url=url or DEFAULT_URLS[exchange], topic=topic,
-        rest_url=None if no_backfill else (backfill_url or DEFAULT_REST[exchange]),
+        exchange=exchange, symbols=symbols, url=url or settings.feed_ws_url(exchange), topic=topic,
+        rest_url=(backfill_url or settings.feed_rest_url(exchange)) if backfill else None,
         symbols_per_connection=symbols_per_connection, idle_timeout_s=idle_timeout,
         max_connection_age_s=-1.0 if max_connection_age is None else max_connection_age)
     handler = FeedHandler(settings, options)
@@ -96,8 +103,9 @@ def record(exchange, symbols, url, symbols_per_connection, idle_timeout, out, ro
     from streamapp.feeds.handler import FeedOptions, run_until_signalled
     from streamapp.feeds.record import record as record_feed
 
-    options = FeedOptions(exchange=exchange, symbols=symbols, url=url or DEFAULT_URLS[exchange],
-                          symbols_per_connection=symbols_per_connection, idle_timeout_s=idle_timeout)
+    url = url or get_settings().feed_ws_url(exchange)
+    options = FeedOptions(exchange=exchange, symbols=symbols, url=url, symbols_per_connection=symbols_per_connection,
+                          idle_timeout_s=idle_timeout)
 
     async def go(stop: asyncio.Event) -> None:
         writer = await record_feed(options, out, stop, rotate_bytes=int(rotate_mb * (1 << 20)),

@@ -51,8 +51,8 @@ class FeedOptions:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     ping_interval_s: float = 20.0
-    max_buffered: int = 200_000
-    message_timeout_s: float = 300.0
+    max_buffered: int | None = None         # default: setting feed_max_buffered_records
+    message_timeout_s: float | None = None  # default: setting feed_message_timeout_s
     flush_timeout_s: float = 30.0
     producer_config: dict[str, object] = field(default_factory=dict)
 
@@ -138,8 +138,11 @@ class FeedHandler:
 
     async def run(self, stop: asyncio.Event) -> None:
         o = self.options
-        self.publisher = Publisher(self.settings, o.exchange, max_buffered=o.max_buffered,
-                                   message_timeout_s=o.message_timeout_s, extra_config=o.producer_config)
+        s = self.settings
+        self.publisher = Publisher(
+            s, o.exchange, extra_config=o.producer_config,
+            max_buffered=s.feed_max_buffered_records if o.max_buffered is None else o.max_buffered,
+            message_timeout_s=s.feed_message_timeout_s if o.message_timeout_s is None else o.message_timeout_s)
         self.sink = RawTopicSink(o.exchange, self.topic, self.publisher, None)
         if o.rest_url:
             self.backfiller = Backfiller(self.protocol, o.rest_url, self.sink.publish_backfill)
