@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from streamapp.settings import get_settings
@@ -25,5 +27,8 @@ def worker(loglevel: str) -> None:
     from streamapp.clients.kafka import ensure_topics
 
     settings = get_settings()
+    if loglevel != "debug":
+        # aiokafka builds a debug record for every message sent; keep it off the hot path.
+        logging.getLogger("aiokafka").setLevel(logging.INFO)
     ensure_topics(settings, topics.PIPELINE_TOPICS)
     Worker(app, loglevel=loglevel.upper()).execute_from_commandline()
