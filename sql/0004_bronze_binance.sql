@@ -71,7 +71,8 @@ SETTINGS
     format_avro_schema_registry_url = '{schema_registry_url}',
     kafka_handle_error_mode = 'stream',       -- bad messages go to kafka_errors, not lost, no stall
     kafka_flush_interval_ms = 100,            -- default 7,500 ms: this bounds freshness
-    kafka_poll_timeout_ms = 50,
+    kafka_poll_timeout_ms = 20,
+    kafka_consumer_reschedule_ms = 10,        -- default 500: an idle poll would otherwise pause reading that long
     kafka_thread_per_consumer = 1,
     kafka_num_consumers = 1;
 

@@ -43,7 +43,7 @@ def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
     # Commit (and so end the transaction) often: the normalized records become
     # visible to read_committed consumers only then, so this bounds latency.
     conf.broker_commit_every = 1000
-    conf.broker_commit_interval = 0.1
+    conf.broker_commit_interval = 0.05
     conf.producer_linger_ms = 5
     conf.producer_acks = -1
 
