@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # All set-up: system packages the local stack needs (Java 17+ for Kafka, Maven to
-# fetch its jars) when missing, then streamapp itself with its dev extras.
+# fetch its jars; docker-compose only to validate compose.yaml in the tests, no
+# engine needed) when missing, then streamapp itself with its dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   else
-    echo "install.sh: missing ${need[*]}: install them (Java 17+ and Maven) and run again" >&2
+    echo "install.sh: missing ${need[*]}: install them (Java 17+, Maven, docker-compose) and run again" >&2
     exit 1
   fi
 fi

@@ -1,0 +1,89 @@
+"""compose.yaml, checked statically (no container engine runs here): valid, complete, consistent with settings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamapp.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def env_of(name: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[name].get("environment", {}).items()}
+
+
+def test_valid_against_the_compose_specification():
+    # docker-compose (Debian's package, installed by ops/scripts/install.sh) validates
+    # against the Compose specification's JSON schema without needing an engine.
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: run ops/scripts/install.sh"
+    result = subprocess.run([tool, "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", [
+    "redpanda", "clickhouse", "prometheus", "grafana", "migrate", "worker",
+    "feed-binance", "feed-kraken", "simulator", "feed-binance-offline", "feed-kraken-offline",
+])
+def test_every_service_the_platform_needs_is_there_with_a_health_check(name):
+    assert name in SERVICES
+    assert "healthcheck" in SERVICES[name] or name == "migrate"  # migrate runs once
+
+
+def test_every_streamapp_variable_is_a_setting():
+    fields = set(Settings.model_fields)
+    for name, service in SERVICES.items():
+        for key in service.get("environment", {}):
+            if key.startswith("STREAMAPP_"):
+                assert key.removeprefix("STREAMAPP_").lower() in fields, (name, key)
+
+
+def test_addresses_agree_between_services_and_settings():
+    env = env_of("worker")
+    settings = Settings(**{k.removeprefix("STREAMAPP_").lower(): v for k, v in env.items()})
+    redpanda = " ".join(SERVICES["redpanda"]["command"])
+    assert f"internal://{settings.kafka_bootstrap_servers}" in redpanda  # advertised to the other containers
+    assert re.search(rf"--schema-registry-addr=0\.0\.0\.0:{settings.registry_host_port[1]}\b", redpanda)
+    assert settings.registry_host_port[0] == "redpanda" and settings.broker_host_port[0] == "redpanda"
+    assert settings.clickhouse_host_port == ("clickhouse", 8123)
+    assert "8123:8123" in SERVICES["clickhouse"]["ports"]
+    assert settings.metrics_host == "0.0.0.0"  # reachable by Prometheus from another container
+
+
+@pytest.mark.parametrize(("service", "variable"), [
+    ("worker", "STREAMAPP_WORKER_METRICS_PORT"),
+    ("feed-binance", "STREAMAPP_FEED_METRICS_PORT"), ("feed-kraken", "STREAMAPP_FEED_METRICS_PORT"),
+    ("feed-binance-offline", "STREAMAPP_FEED_METRICS_PORT"), ("feed-kraken-offline", "STREAMAPP_FEED_METRICS_PORT"),
+])
+def test_metrics_ports_are_published_and_health_checked(service, variable):
+    port = env_of(service)[variable]
+    assert f"{port}:{port}" in SERVICES[service]["ports"]
+    health = " ".join(SERVICES[service]["healthcheck"]["test"])
+    assert port in health or variable in health
+
+
+def test_offline_feeds_point_at_the_simulator_and_its_captures_exist():
+    sim = SERVICES["simulator"]["command"]
+    port = sim[sim.index("--port") + 1]
+    assert env_of("feed-binance-offline")["STREAMAPP_BINANCE_WS_URL"] == f"ws://simulator:{port}/stream"
+    assert env_of("feed-kraken-offline")["STREAMAPP_KRAKEN_WS_URL"] == f"ws://simulator:{port}/v2"
+    for i, arg in enumerate(sim):
+        if arg == "--capture":
+            assert (REPO / sim[i + 1]).exists(), sim[i + 1]
+
+
+def test_mounted_config_files_exist():
+    for name in ("prometheus", "grafana"):
+        for volume in SERVICES[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), source
