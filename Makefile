@@ -2,12 +2,15 @@
 PYTHON ?= python3
 
 # Tests run against their own stack (own data dir and ports) so a stack you
-# run for real on the default ports is never touched by them.
-TEST_ENV = STREAMAPP_HOME=$(CURDIR)/.stack-test \
-	STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
-	STREAMAPP_KAFKA_CONTROLLER_PORT=19093 \
-	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:18081 \
-	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:18123
+# run for real on the default ports is never touched by them. Override any of
+# these on the command line, e.g. `make test TEST_PORT_PREFIX=4` for ports 49092...
+TEST_HOME ?= $(CURDIR)/.stack-test
+TEST_PORT_PREFIX ?= 1
+TEST_ENV = STREAMAPP_HOME=$(TEST_HOME) \
+	STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_PORT_PREFIX)9092 \
+	STREAMAPP_KAFKA_CONTROLLER_PORT=$(TEST_PORT_PREFIX)9093 \
+	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8081 \
+	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8123
 
 .PHONY: install demo test unit down
 
