@@ -51,11 +51,11 @@ def data_dir(settings: Settings) -> Path:
 
 def ensure_jars(settings: Settings) -> Path:
     """Fetch the broker's jars with Maven unless they are cached already."""
+    if shutil.which("java") is None:
+        raise StreamappError("Java is missing: the local broker needs a JRE 17+ on PATH (apt-get install openjdk-17-jre-headless).")
     libs = libs_dir(settings)
     if (libs / f"kafka_2.13-{settings.kafka_version}.jar").exists():
         return libs
-    if shutil.which("java") is None:
-        raise StreamappError("Java is missing: the local broker needs a JRE 17+ on PATH (apt-get install openjdk-17-jre-headless).")
     if shutil.which("mvn") is None:
         raise StreamappError(
             f"Maven is missing and the Kafka {settings.kafka_version} jars are not cached in {libs}: "

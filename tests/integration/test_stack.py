@@ -86,3 +86,16 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path):
     assert f"cannot start broker: 127.0.0.1:{port} is already in use by another process" in result.output
     assert "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS" in result.output
     assert "Traceback" not in result.output
+
+
+def test_up_fails_clearly_without_java(tmp_path):
+    env = {"STREAMAPP_HOME": str(tmp_path), "PATH": "/nonexistent",
+           "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMAPP_KAFKA_CONTROLLER_PORT": "2"}
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["stack", "up"], env=env)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "Java is missing: the local broker needs a JRE 17+ on PATH" in result.output
+    assert "Traceback" not in result.output
