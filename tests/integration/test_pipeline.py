@@ -228,3 +228,48 @@ def test_replaying_the_same_capture_changes_no_trade_and_no_candle(pipeline):
     assert before_silver == {"binance": len(binance), "kraken": len(kraken)}
     for (exchange, interval), candles in before_gold.items():
         assert warehouse_candles(client, exchange, interval, within[exchange]) == candles, (exchange, interval)
+
+
+@pytest.mark.timeout(180)
+def test_a_late_trade_updates_its_old_candle(stack, pipeline):
+    """A trade arriving after its minute's candle exists lands in that candle (by trade time, not arrival)."""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from streamapp.feeds import headers
+
+    client, _logs, _worker = pipeline
+    settings = stack
+    base = 7 * 10**15 + int(uuid.uuid4().int % 10**9) * 100  # fresh trade ids for this run
+    minute = 1704067200_000  # 2024-01-01 00:00 UTC, ms: a window only this test writes for ETH/USDT
+    window = {"symbols": ["ETH/USDT"], "first": minute // 1000, "last": minute // 1000 + 120}
+
+    def frame(trade_id: int, at_ms: int, price: str) -> bytes:
+        data = {"e": "trade", "E": at_ms, "T": at_ms, "s": "ETHUSDT", "t": trade_id, "p": price, "q": "1.000",
+                "X": "MARKET", "m": False}
+        return json.dumps({"stream": "ethusdt@trade", "data": data}, separators=(",", ":")).encode()
+
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+
+    def publish(*frames: bytes) -> None:
+        for value in frames:
+            producer.produce(topics.raw("binance"), value, b"ETHUSDT",
+                             headers=[(headers.RECEIVE_TIME_US, str(time.time_ns() // 1000).encode())])
+        assert producer.flush(30) == 0
+
+    def candle(interval: str) -> dict | None:  # the window starting at `minute` (also an hour start)
+        return warehouse_candles(client, "binance", interval, window).get(("ETH/USDT", minute // 1000))
+
+    publish(frame(base + 1, minute + 10_000, "2000.0"), frame(base + 2, minute + 70_000, "2010.0"))
+    wait_for(lambda: candle("1m") is not None, 120, "the first ETH/USDT candle")
+    before = candle("1m")
+
+    # Late: trade time inside the first minute (between the two), price above its high, published after both.
+    publish(frame(base + 3, minute + 30_000, "2100.0"))
+    wait_for(lambda: candle("1m")["trade_count"] == before["trade_count"] + 1, 120, "the late trade in its candle")
+    after = candle("1m")
+    assert after["high"] == Decimal("2100.0") and after["close"] == Decimal("2100.0")  # last by trade time
+    assert after["open"] == before["open"] == Decimal("2000.0")
+    assert after["volume"] == before["volume"] + 1
+    assert candle("1h")["trade_count"] == 3 and candle("1h")["close"] == Decimal("2010.0")
