@@ -8,6 +8,7 @@ import sys
 import click
 
 from streamapp.commands import db, exchange, feed, pipeline, stack, worker
+from streamapp.commands import replay
 from streamapp.errors import StreamappError
 
 
@@ -49,6 +50,7 @@ cli.add_command(exchange.exchange)
 cli.add_command(worker.worker)
 cli.add_command(db.db)
 cli.add_command(pipeline.pipeline_group)
+cli.add_command(replay.replay)
 
 
 def main() -> None:
