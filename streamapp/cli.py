@@ -9,6 +9,7 @@ import click
 
 from streamapp.commands import db, exchange, feed, pipeline, stack, worker
 from streamapp.commands import replay
+from streamapp.commands import status
 from streamapp.errors import StreamappError
 
 
@@ -51,6 +52,7 @@ cli.add_command(worker.worker)
 cli.add_command(db.db)
 cli.add_command(pipeline.pipeline_group)
 cli.add_command(replay.replay)
+cli.add_command(status.status)
 
 
 def main() -> None:
