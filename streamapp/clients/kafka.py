@@ -7,6 +7,7 @@ partition count is checked and a mismatch is logged, never "fixed").
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
@@ -62,4 +63,22 @@ def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise StreamappError(f"creating topic {name} failed: {exc.args[0].str()}") from exc
+    _wait_for_leaders(client, created, timeout_s)
     return created
+
+
+def _wait_for_leaders(client: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Creation returns before every partition has a leader; reads and writes until then fail
+    with NOT_LEADER_FOR_PARTITION. Wait, bounded, until the metadata shows one for each."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending:
+        metadata = client.list_topics(timeout=timeout_s).topics
+        pending = {name for name in pending
+                   if name not in metadata or any(p.leader < 0 for p in metadata[name].partitions.values())}
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise StreamappError(f"topics {sorted(pending)} have no partition leader after {timeout_s:.0f}s: "
+                                 "is the broker healthy (`streamapp stack status`)?")
+        time.sleep(0.1)
