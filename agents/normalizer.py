@@ -7,6 +7,7 @@ the record's offset (:mod:`streamapp.eos`), so a crash loses and duplicates noth
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,7 @@ from streamapp.clients.registry import register_trade_schema
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
 from streamapp.eos import send_in_source_transactions
+from streamapp.errors import StreamappError
 from streamapp.exchanges import BINANCE, KRAKEN
 from streamapp.normalize import binance, kraken
 from streamapp.normalize.symbols import DEFAULT_BINANCE_SYMBOLS, DEFAULT_KRAKEN_SYMBOLS, SymbolMap
@@ -26,16 +28,29 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 1000  # raw records per batch at most
 BATCH_WITHIN_S = 0.005  # how long a batch waits to fill: the latency it may add
+REGISTRY_RETRY_MAX_S = 30.0
 _RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 async def _dispatcher(exchange: str, parsers: ModuleType, symbols: SymbolMap) -> Dispatcher:
     """``parsers``: the exchange's module in :mod:`streamapp.normalize` (live frames and REST backfills)."""
     settings = get_settings()
-    schema_id = await register_trade_schema(settings, topics.normalized(exchange))
+    schema_id = await _registered_schema_id(settings, topics.normalized(exchange))
     log.info("%s: Trade schema id %d under %s", exchange, schema_id, topics.value_subject(topics.normalized(exchange)))
     return Dispatcher(exchange, parsers.normalize, symbols, TradeAvroCodec(schema_id),
                       backfill=parsers.normalize_backfill, max_skew_s=settings.clock_skew_s)
+
+
+async def _registered_schema_id(settings: Any, topic: str) -> int:
+    """Register the schema, waiting out a registry that is down (the agent must not die of it)."""
+    delay = 1.0
+    while True:
+        try:
+            return await register_trade_schema(settings, topic)
+        except StreamappError as exc:
+            log.error("%s; retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
 
 
 def _listed(csv: str) -> tuple[str, ...]:
