@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka import ConsumerGroupTopicPartitions
 
 from streamapp import groups, tables, topics
 from streamapp.clients.clickhouse import connect, root_cause
@@ -98,7 +97,8 @@ def topics_report(kafka: _Kafka, meta) -> tuple[list[dict], dict[str, dict[int, 
         watermarks[name] = marks
         rows.append({"topic": name, "exists": True, "partitions": len(marks),
                      "end_offsets": {str(p): high for p, (_, high) in marks.items()},
-                     "records": sum(high - low for low, high in marks.values())})
+                     # offsets, not records: transactional topics hold commit markers too
+                     "retained_offsets": sum(high - low for low, high in marks.values())})
     return rows, watermarks
 
 
@@ -247,14 +247,14 @@ def render(report: dict, console) -> None:
         console.print("topics, consumer groups: [bold red]unknown[/] (broker unreachable)")
     else:
         table = Table(title="topics", title_justify="left", show_edge=False)
-        for column in ("topic", "partitions", "end offsets", "records"):
+        for column in ("topic", "partitions", "end offsets", "retained offsets"):
             table.add_column(column, justify="left" if column in ("topic", "end offsets") else "right")
         for row in report["topics"]:
             if not row["exists"]:
                 table.add_row(row["topic"], "-", "[yellow]missing[/] (streamapp pipeline up creates it)", "-")
             else:
                 ends = " ".join(f"{p}:{o}" for p, o in row["end_offsets"].items())
-                table.add_row(row["topic"], str(row["partitions"]), ends, f"{row['records']:,}")
+                table.add_row(row["topic"], str(row["partitions"]), ends, f"{row['retained_offsets']:,}")
         console.print(table)
 
         table = Table(title="consumer groups (lag = end - committed)", title_justify="left", show_edge=False)
