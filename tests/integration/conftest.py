@@ -10,6 +10,7 @@ import pytest
 
 from streamapp.settings import Settings, get_settings
 from streamapp.stack import services
+from tests.integration.brokers import PrivateBroker
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,12 @@ def stack() -> Settings:
     for svc in reversed(services.SERVICES):
         if svc.name not in already:
             services.stop(settings, svc)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A private broker a test may stop and restart (see tests/integration/brokers.py)."""
+    private = PrivateBroker(tmp_path)
+    private.start()
+    yield private
+    private.stop()

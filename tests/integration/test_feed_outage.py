@@ -1,79 +1,25 @@
 """A broker outage (private Kafka, restarted mid-stream) loses nothing the handler received.
 
-The shared broker cannot be restarted, so this test runs its own single-node Kafka from the
-cached jars (streamapp.stack.kafka.prepare) on free ports in a tmp dir, stops it while the
-simulator streams at 5x, and starts it again ~30 s later.
+The shared broker cannot be restarted, so this test runs a private one (the ``broker``
+fixture), stops it while the simulator streams, and starts it again ~30 s later.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from streamapp.clients.kafka import ensure_topics
 from streamapp.feeds.handler import FeedHandler, FeedOptions
-from streamapp.settings import Settings
 from streamapp.simulator.capture import load
 from streamapp.simulator.server import RunningSimulator, Simulator
-from streamapp.stack import kafka
 from tests.integration.test_feed_simulator import SPOT, by_key, capture_frames, consume
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 OUTAGE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"private broker did not listen on {port} in {timeout_s}s")
-
-
-class PrivateBroker:
-    def __init__(self, home: Path):
-        self.settings = Settings(home=home, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-                                 kafka_controller_port=free_port(), kafka_heap="384m", topic_partitions=3)
-        self.command = kafka.prepare(self.settings)
-        self.log = home / "kafka.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> float:
-        began = time.monotonic()
-        self.proc = subprocess.Popen(self.command, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        wait_port(self.settings.broker_host_port[1], 60)
-        return time.monotonic() - began
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = PrivateBroker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def test_broker_restart_loses_nothing(broker):

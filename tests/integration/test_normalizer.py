@@ -197,3 +197,49 @@ def test_a_worker_killed_mid_stream_and_restarted_yields_each_trade_once(pipelin
         f"{len(records)} normalized records for {len(frames)} raw frames; "
         f"{len(set(lineage))} distinct; committed at kill: {committed_at_kill}"
     )
+
+
+@pytest.mark.timeout(240)
+def test_the_worker_rides_out_a_broker_restart_and_normalizes_each_record_once(stack, broker, tmp_path):
+    """A private broker (the shared one must stay up) is stopped mid-stream for 8 s and started again."""
+    import threading
+
+    private = broker.settings
+    ensure_topics(private, topics.PIPELINE_TOPICS)
+    frames = BINANCE_FRAMES * 2000  # 10,000 raw records, produced at about 1,000/s
+    worker = Process(["worker"], tmp_path / "worker.log", env={
+        "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": private.kafka_bootstrap_servers,
+        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port()),
+    })
+    producer = Producer({**private.kafka_client_config(), "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5, "message.timeout.ms": 120_000})
+    positions: list = []
+
+    def produce_slowly(batch: list[bytes]) -> None:
+        for frame in batch:
+            producer.produce(topics.raw("binance"), frame, b"BTCUSDT", headers=received_header(time.time_ns() // 1000),
+                             on_delivery=lambda err, msg: positions.append((msg.partition(), msg.offset()))
+                             if err is None else None)
+            producer.poll(0)
+            time.sleep(0.001)
+
+    outage = threading.Thread(target=lambda: (broker.stop(), time.sleep(8), broker.start()))
+    try:
+        produce_slowly(frames[:1000])
+        # The worker is normalizing: now take the broker away while records keep coming.
+        assert read_from(private, topics.normalized("binance"), {p: 0 for p in range(private.topic_partitions)},
+                         until=1, timeout_s=60), "the worker produced nothing before the outage"
+        outage.start()
+        produce_slowly(frames[1000:])
+        outage.join()
+        assert producer.flush(120) == 0
+        assert len(positions) == len(frames), "the producer lost records across the restart"
+        got = read_from(private, topics.normalized("binance"), {p: 0 for p in range(private.topic_partitions)},
+                        until=len(frames), timeout_s=120)
+        assert worker.proc.poll() is None, "the worker died:\n" + worker.output()[-3000:]
+    finally:
+        worker.stop()
+    deserialize = AvroDeserializer(SchemaRegistryClient(stack.schema_registry_config()))
+    lineage = sorted((r["raw_partition"], r["raw_offset"]) for r in
+                     (deserialize(m.value(), SerializationContext(m.topic(), MessageField.VALUE)) for m in got))
+    assert lineage == sorted(positions)
