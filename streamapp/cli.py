@@ -10,6 +10,7 @@ import click
 from streamapp.commands import db, exchange, feed, pipeline, stack, worker
 from streamapp.commands import replay
 from streamapp.commands import status
+from streamapp.commands import tables
 from streamapp.errors import StreamappError
 
 
@@ -53,6 +54,7 @@ cli.add_command(db.db)
 cli.add_command(pipeline.pipeline_group)
 cli.add_command(replay.replay)
 cli.add_command(status.status)
+cli.add_command(tables.tables)
 
 
 def main() -> None:

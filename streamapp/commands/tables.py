@@ -1,0 +1,103 @@
+"""``streamapp tables``: list, describe, tail and chart what the warehouse holds (read-only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from streamapp import tables as table_names
+from streamapp.exchanges import EXCHANGES
+from streamapp.ops import output
+from streamapp.ops import tables as ops
+from streamapp.ops.timeparse import parse_time_ms
+from streamapp.settings import get_settings
+
+_format = click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="table", show_default=True,
+                       help="A table for people; json or csv for scripts.")
+
+
+def _emit(columns, rows, fmt: str, *, title: str | None = None, right=()) -> None:
+    text = output.render(columns, rows, fmt, title=title, right=right)
+    if text is not None:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@click.group("tables")
+def tables() -> None:
+    """Inspect the warehouse (ClickHouse or the local chdb) without changing it: every query is a
+    SELECT under readonly=1. Address: STREAMAPP_CLICKHOUSE_URL."""
+
+
+@tables.command("list")
+@_format
+def list_(fmt: str) -> None:
+    """Every table and view: engine, rows, size on disk, last insert."""
+    result = ops.list_tables(ops.open_readonly(get_settings()))
+    if fmt == "table":
+        columns, rows = ops.table_rows_for_display(result)
+        _emit(columns, rows, fmt, right=("rows", "size"))
+    else:
+        _emit(result.columns, result.rows, fmt)
+
+
+@tables.command()
+@click.argument("table")
+@_format
+def describe(table: str, fmt: str) -> None:
+    """Columns (name, type, default, comment), engine, sorting and partition keys of TABLE."""
+    info = ops.describe(ops.open_readonly(get_settings()), table)
+    if fmt == "json":
+        click.echo(json.dumps({"table": info.name, "engine": info.engine, "sorting_key": info.sorting_key,
+                               "partition_key": info.partition_key,
+                               "columns": json.loads(output.to_json(info.columns.columns, info.columns.rows))},
+                              indent=2))
+        return
+    title = f"{info.name}  engine={info.engine}"
+    if info.sorting_key:
+        title += f"  order by ({info.sorting_key})"
+    if info.partition_key:
+        title += f"  partition by {info.partition_key}"
+    _emit(info.columns.columns, info.columns.rows, fmt, title=title)
+
+
+@tables.command()
+@click.argument("table")
+@click.option("-n", "--lines", "n", type=int, default=10, show_default=True, help="How many rows.")
+@_format
+def tail(table: str, n: int, fmt: str) -> None:
+    """The newest rows of TABLE (by ingest or window time where it has one), oldest first."""
+    result = ops.tail(ops.open_readonly(get_settings()), table, n)
+    _emit(result.columns, result.rows, fmt)
+
+
+@tables.command()
+@click.option("--exchange", required=True, type=click.Choice(EXCHANGES))
+@click.option("--symbol", required=True, help="Canonical (BTC/USDT) or as the exchange sends it (BTCUSDT).")
+@click.option("--interval", default="1m", show_default=True, type=click.Choice(table_names.INTERVALS))
+@click.option("--last", default=20, show_default=True, type=int, help="How many candles (the newest).")
+@click.option("--since", help="First window start (inclusive): ISO 8601 (no zone = UTC) or epoch ms.")
+@click.option("--until", help="Windows starting before this (exclusive): ISO 8601 or epoch ms.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw a candlestick chart with volume into this PNG file.")
+@_format
+def candles(exchange: str, symbol: str, interval: str, last: int, since: str | None, until: str | None,
+            plot: Path | None, fmt: str) -> None:
+    """OHLCV candles from gold_ohlcv_<interval>_final, oldest first.
+
+    \b
+      streamapp tables candles --exchange binance --symbol BTC/USDT --interval 1m --last 30
+      streamapp tables candles --exchange kraken --symbol XBT/USD --interval 1h --plot btc.png
+    """
+    query = ops.CandleQuery(exchange, symbol, interval, last,
+                            None if since is None else parse_time_ms(since, "--since"),
+                            None if until is None else parse_time_ms(until, "--until"))
+    query.check()  # bad arguments are reported before connecting
+    result = ops.candles(ops.open_readonly(get_settings()), query)
+    title = f"{exchange} {symbol} {interval} candles (UTC)"
+    _emit(result.columns, result.rows, fmt, title=title,
+          right=tuple(c for c in result.columns if c != "window_start"))
+    if plot is not None:
+        ops.plot_candles(result, plot, title=title, interval=interval)
+        click.echo(f"chart written to {plot}", err=True)
