@@ -93,8 +93,15 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, *, t
         return to_csv(columns, rows)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
-    console = console or Console(width=None if Console().is_terminal else 200)
-    console.print(to_table(columns, rows, title, right))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped: as wide as the rows need, never folded
+            console = Console(width=100_000)
+    if title:  # above the table, not inside it: a table title wraps at the table's width
+        console.print(title, style="bold", soft_wrap=True, highlight=False)
+    console.print(to_table(columns, rows, None, right))
+    if not rows:
+        console.print("(no rows)", style="dim")
     return None
 
 

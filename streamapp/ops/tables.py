@@ -168,6 +168,8 @@ def tail(client: Client, table: str, n: int) -> Result:
     result = query(client, sql + f" LIMIT {int(n)}")
     if order:
         result.rows.reverse()
+    if not result.columns:  # an empty answer may carry no header: name the columns anyway
+        result = Result([name for name, _ in columns], result.rows)
     return result
 
 

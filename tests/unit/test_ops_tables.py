@@ -98,3 +98,59 @@ def test_plot_nothing_is_an_error(tmp_path):
     pytest.importorskip("matplotlib")
     with pytest.raises(StreamappError, match="nothing to plot"):
         plot_candles(Result(["window_start"], []), tmp_path / "c.png", title="t", interval="1m")
+
+
+class FakeClient:
+    """Answers the system-table queries of ``list_tables`` like an engine with fewer columns."""
+
+    def __init__(self, tables_columns: set[str], parts_columns: set[str], parts_fail: bool = False) -> None:
+        self.tables_columns, self.parts_columns, self.parts_fail = tables_columns, parts_columns, parts_fail
+        self.queries: list[str] = []
+
+    def query(self, sql: str, parameters=None):
+        from types import SimpleNamespace
+
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        self.queries.append(sql)
+        if sql.startswith("SELECT name FROM system.columns"):
+            have = self.tables_columns if parameters["t"] == "tables" else self.parts_columns
+            return SimpleNamespace(column_names=["name"], result_rows=[[c] for c in sorted(have)])
+        if "FROM system.tables" in sql:
+            t_rows = 7 if "total_rows" in self.tables_columns else None
+            return SimpleNamespace(column_names=["name", "engine", "r", "b"],
+                                   result_rows=[["silver_trades", "ReplacingMergeTree", t_rows, None],
+                                                ["gold_ohlcv_1m_final", "View", None, None]])
+        if "FROM system.parts" in sql:
+            if self.parts_fail:
+                raise DatabaseError("Code: 47. DB::Exception: Missing columns: 'bytes_on_disk'. (UNKNOWN_IDENTIFIER)")
+            return SimpleNamespace(column_names=["table", "r", "b", "t"],
+                                   result_rows=[["silver_trades", 5, 1024, datetime(2024, 1, 1)]])
+        raise AssertionError(sql)
+
+
+PARTS = {"table", "rows", "bytes_on_disk", "modification_time", "active"}
+
+
+def test_list_reads_parts_where_it_can():
+    from streamapp.ops.tables import list_tables
+
+    result = list_tables(FakeClient({"name", "engine", "total_rows", "total_bytes"}, PARTS))
+    assert result.rows == [["silver_trades", "ReplacingMergeTree", 5, 1024, datetime(2024, 1, 1, tzinfo=timezone.utc)],
+                           ["gold_ohlcv_1m_final", "View", None, None, None]]
+
+
+@pytest.mark.parametrize("tables_columns, parts_columns, parts_fail, rows", [
+    ({"name", "engine", "total_rows", "total_bytes"}, set(), False, 7),  # no system.parts: totals
+    ({"name", "engine", "total_rows", "total_bytes"}, PARTS, True, 7),  # system.parts errors: totals
+    ({"name", "engine"}, set(), False, None),  # not even totals: nulls, still a listing
+])
+def test_list_degrades_when_the_engine_lacks_columns(tables_columns, parts_columns, parts_fail, rows):
+    from streamapp.ops.tables import list_tables
+
+    client = FakeClient(tables_columns, parts_columns, parts_fail)
+    result = list_tables(client)
+    assert [r[0] for r in result.rows] == ["silver_trades", "gold_ohlcv_1m_final"]
+    assert result.rows[0][2] == rows and result.rows[0][4] is None
+    if "total_rows" not in tables_columns:
+        assert all("total_rows" not in q for q in client.queries if "FROM system.tables" in q)
