@@ -10,11 +10,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Producer
 
 from streamapp import topics
-from streamapp.cli import cli
 from streamapp.clients.kafka import ensure_topics
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
@@ -24,6 +22,7 @@ from streamapp.normalize.symbols import SymbolMap
 from streamapp.settings import get_settings
 from tests.integration.kafkautil import end_offsets, read_from
 from tests.integration.processes import free_port
+from tests.cli import invoke
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +76,7 @@ def expected_rows(written: list[dict]) -> dict[int, list[tuple]]:
 
 
 def replay(*args: str, env: dict | None = None):
-    return CliRunner().invoke(cli, ["replay", *args], env=env)
+    return invoke("replay", *args, env=env)
 
 
 def test_a_copy_keeps_keys_values_headers_timestamps_and_partition_order(stack):
@@ -287,14 +286,10 @@ def test_bad_requests_give_one_clear_line(stack):
 
 def test_an_unreachable_broker_is_one_line_quickly(stack):
     port = free_port()
-    get_settings.cache_clear()
-    try:
-        started = time.monotonic()
-        result = replay("--from-topic", "anything", "--to-topic", "elsewhere",
-                        env={"STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
-        elapsed = time.monotonic() - started
-    finally:
-        get_settings.cache_clear()
+    started = time.monotonic()
+    result = replay("--from-topic", "anything", "--to-topic", "elsewhere",
+                    env={"STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
+    elapsed = time.monotonic() - started
     assert result.exit_code == 1
     assert f"cannot reach the broker at 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output

@@ -6,13 +6,11 @@ import json
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from streamapp import groups, tables, topics
-from streamapp.cli import cli
 from streamapp.clients.kafka import ensure_topics
-from streamapp.settings import get_settings
 from tests.integration.processes import free_port
+from tests.cli import invoke
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +22,7 @@ def pipeline_topics(stack):
 
 
 def status(*args: str, env: dict | None = None):
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(cli, ["status", *args], env=env)
-    finally:
-        get_settings.cache_clear()
+    return invoke("status", *args, env=env)
 
 
 def test_a_healthy_stack_exits_0_and_shows_every_section(pipeline_topics):

@@ -15,13 +15,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 
 from streamapp import migrations
-from streamapp.cli import cli
 from streamapp.clients.clickhouse import connect
 from streamapp.settings import get_settings
 from streamapp.tables import GOLD_TABLES
+from tests.cli import invoke
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +51,7 @@ def warehouse(stack):
                        parameters={"s": SYMBOL})
 
 
-def run(*args: str, env: dict[str, str] | None = None):
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(cli, list(args), env=env)
-    finally:
-        get_settings.cache_clear()
+run = invoke
 
 
 def ok(*args: str) -> str:

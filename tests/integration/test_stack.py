@@ -6,18 +6,16 @@ import socket
 import uuid
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamapp.cli import cli
-from streamapp.settings import get_settings
+from tests.cli import invoke
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def test_status_lists_every_service_healthy(stack):
-    result = CliRunner().invoke(cli, ["stack", "status"])
+    result = invoke("stack", "status")
     assert result.exit_code == 0, result.output
     for name in ("broker", "registry", "warehouse"):
         line = next(l for l in result.output.splitlines() if l.startswith(name))
@@ -25,19 +23,19 @@ def test_status_lists_every_service_healthy(stack):
 
 
 def test_up_is_idempotent(stack):
-    result = CliRunner().invoke(cli, ["stack", "up"])
+    result = invoke("stack", "up")
     assert result.exit_code == 0, result.output
     assert result.output.count("healthy at") == 3
 
 
 def test_logs_shows_the_broker_log(stack):
-    result = CliRunner().invoke(cli, ["stack", "logs", "broker", "-n", "500"])
+    result = invoke("stack", "logs", "broker", "-n", "1000000")
     assert result.exit_code == 0
     assert "Kafka Server started" in result.output
 
 
 def test_logs_rejects_an_unknown_service():
-    result = CliRunner().invoke(cli, ["stack", "logs", "zookeeper"])
+    result = invoke("stack", "logs", "zookeeper")
     assert result.exit_code == 2
     assert "'zookeeper' is not one of 'broker', 'registry', 'warehouse'" in result.output
 
@@ -73,15 +71,8 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        env = {
-            "STREAMAPP_HOME": str(tmp_path),
-            "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-        }
-        get_settings.cache_clear()
-        try:
-            result = CliRunner().invoke(cli, ["stack", "up"], env=env)
-        finally:
-            get_settings.cache_clear()
+        result = invoke("stack", "up", env={
+            "STREAMAPP_HOME": str(tmp_path), "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
     assert result.exit_code == 1
     assert f"cannot start broker: 127.0.0.1:{port} is already in use by another process" in result.output
     assert "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS" in result.output
@@ -89,13 +80,9 @@ def test_up_fails_clearly_when_a_port_is_taken(tmp_path):
 
 
 def test_up_fails_clearly_without_java(tmp_path):
-    env = {"STREAMAPP_HOME": str(tmp_path), "PATH": "/nonexistent",
-           "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMAPP_KAFKA_CONTROLLER_PORT": "2"}
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli, ["stack", "up"], env=env)
-    finally:
-        get_settings.cache_clear()
+    result = invoke("stack", "up", env={"STREAMAPP_HOME": str(tmp_path), "PATH": "/nonexistent",
+                                        "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+                                        "STREAMAPP_KAFKA_CONTROLLER_PORT": "2"})
     assert result.exit_code == 1
     assert "Java is missing: the local broker needs a JRE 17+ on PATH" in result.output
     assert "Traceback" not in result.output
