@@ -323,12 +323,10 @@ def replay(settings: Settings, opts: ReplayOptions) -> Summary:
         if opts.from_topic:
             source = _topic_source(consumer, meta, opts)
             source_partitions = len(meta.topics[opts.from_topic].partitions)
-            label = opts.from_topic
         else:
             records, other = capture_records(opts.from_capture)
             source = [(r, 1) for r in records]
             source_partitions = None
-            label = ", ".join(Path(p).name for p in opts.from_capture)
         target_meta = meta.topics.get(opts.to_topic)
         if target_meta is None or target_meta.error is not None:
             if not opts.create:
