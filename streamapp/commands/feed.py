@@ -86,8 +86,8 @@ def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, bac
         ensure_topics(settings, [topic or topics.raw(exchange)])
     port = settings.feed_metrics_port if metrics_port is None else metrics_port
     if port:
-        start_http_server(port, addr="127.0.0.1")
-        click.echo(f"metrics on http://127.0.0.1:{port}/metrics", err=True)
+        start_http_server(port, addr=settings.metrics_host)
+        click.echo(f"metrics on http://{settings.metrics_host}:{port}/metrics", err=True)
     run_until_signalled(handler.run)
 
 
