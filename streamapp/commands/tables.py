@@ -9,17 +9,18 @@ import click
 
 from streamapp import tables as table_names
 from streamapp.exchanges import EXCHANGES
-from streamapp.ops import output
+from streamapp.ops import formats
 from streamapp.ops import tables as ops
+from streamapp.ops.plot import plot_candles
 from streamapp.ops.timeparse import parse_time_ms
 from streamapp.settings import get_settings
 
-_format = click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="table", show_default=True,
+_format = click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="table", show_default=True,
                        help="A table for people; json or csv for scripts.")
 
 
 def _emit(columns, rows, fmt: str, *, title: str | None = None, right=()) -> None:
-    text = output.render(columns, rows, fmt, title=title, right=right)
+    text = formats.render(columns, rows, fmt, title=title, right=right)
     if text is not None:
         click.echo(text, nl=not text.endswith("\n"))
 
@@ -51,7 +52,7 @@ def describe(table: str, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"table": info.name, "engine": info.engine, "sorting_key": info.sorting_key,
                                "partition_key": info.partition_key,
-                               "columns": json.loads(output.to_json(info.columns.columns, info.columns.rows))},
+                               "columns": json.loads(formats.to_json(info.columns.columns, info.columns.rows))},
                               indent=2))
         return
     title = f"{info.name}  engine={info.engine}"
@@ -86,6 +87,10 @@ def candles(exchange: str, symbol: str, interval: str, last: int, since: str | N
             plot: Path | None, fmt: str) -> None:
     """OHLCV candles from gold_ohlcv_<interval>_final, oldest first.
 
+    A symbol with no candles at all on the exchange is an error (exit 1, naming the symbols
+    that have some); a known symbol with none in --since/--until is an empty answer (exit 0:
+    "(no rows)", [] or a CSV header), except with --plot, which has nothing to draw (exit 1).
+
     \b
       streamapp tables candles --exchange binance --symbol BTC/USDT --interval 1m --last 30
       streamapp tables candles --exchange kraken --symbol XBT/USD --interval 1h --plot btc.png
@@ -99,5 +104,5 @@ def candles(exchange: str, symbol: str, interval: str, last: int, since: str | N
     _emit(result.columns, result.rows, fmt, title=title,
           right=tuple(c for c in result.columns if c != "window_start"))
     if plot is not None:
-        ops.plot_candles(result, plot, title=title, interval=interval)
-        click.echo(f"chart written to {plot}", err=True)
+        drawn = plot_candles(result, plot, title=title, interval=interval)
+        click.echo(f"chart of {drawn} candles written to {plot}", err=True)

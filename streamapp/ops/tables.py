@@ -7,11 +7,11 @@ before they reach any SQL; values travel as query parameters.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -24,8 +24,6 @@ from streamapp.exchanges import EXCHANGES
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
-
-INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 
 # `tail` shows the newest rows by the first of these the table has (insertion time first).
 TAIL_ORDER = ("ingest_time", "seen_at", "applied_at", "window_start", "trade_time")
@@ -40,9 +38,23 @@ class Result:
 
 
 def open_readonly(settings: Settings) -> Client:
-    """A client whose every query runs with ``readonly=1``."""
+    """A client whose every query runs with ``readonly=1``.
+
+    An account that is read-only already (a ``readonly`` profile) may not send the setting
+    at all ("Cannot modify 'readonly' setting in readonly mode"): it is then left out, the
+    server enforces it anyway. Any other refusal is logged and the queries, all SELECTs, run
+    without it.
+    """
     client = connect(settings)
-    client.set_client_setting("readonly", "1")
+    current = client.server_settings.get("readonly")
+    if current is not None and str(current.value) not in ("", "0"):
+        return client
+    try:
+        client.set_client_setting("readonly", "1")
+        client.query("SELECT 1")
+    except ClickHouseError as exc:
+        log.warning("the warehouse refuses readonly=1 (%s): running SELECTs without it", server_message(exc))
+        client = connect(settings)
     return client
 
 
@@ -123,8 +135,12 @@ def check_table(client: Client, table: str) -> str:
     """The engine of ``table``, or an error naming the tables there are."""
     known = table_names_in(client)
     if table not in known:
-        shown = ", ".join(sorted(known)) or "none: run `streamapp db migrate`"
-        raise StreamappError(f"unknown table {table!r}: the warehouse has {shown}")
+        if not known:
+            raise StreamappError(f"unknown table {table!r}: the warehouse has no tables; run `streamapp db migrate`")
+        lower = {name.lower(): name for name in known}  # SILVER_TRADES suggests silver_trades
+        close = [lower[m] for m in difflib.get_close_matches(table.lower(), lower, n=5, cutoff=0.6)]
+        hint = f"did you mean {', '.join(close)}?" if close else f"the warehouse has {', '.join(sorted(known))}"
+        raise StreamappError(f"unknown table {table!r}: {hint} (`streamapp tables list` shows them all)")
     return known[table]
 
 
@@ -243,51 +259,9 @@ def candles(client: Client, q: CandleQuery) -> Result:
                 raise StreamappError(f"no {q.interval} candles for {q.exchange} {q.symbol}: symbols with candles "
                                      f"there: {shown}")
     result.rows.reverse()
+    if not result.columns:  # an empty answer may carry no header: the CSV still gets one
+        result = Result(list(CANDLE_COLUMNS), result.rows)
     return result
-
-
-def plot_candles(result: Result, path: Path, *, title: str, interval: str) -> Path:
-    """A PNG candlestick chart (price above, volume below) with matplotlib's Agg backend."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.dates as mdates
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise StreamappError("--plot needs matplotlib: pip install matplotlib") from exc
-    if not result.rows:
-        raise StreamappError("nothing to plot: no candles in the range")
-    idx = {c: i for i, c in enumerate(result.columns)}
-    half = INTERVAL_SECONDS[interval] / 86400 / 2  # a candle is drawn over its window, not at its start
-    times = [mdates.date2num(_utc(r[idx["window_start"]])) + half for r in result.rows]
-    o, h, l, c, v = ([float(r[idx[k]]) for r in result.rows] for k in ("open", "high", "low", "close", "volume"))
-    width = INTERVAL_SECONDS[interval] / 86400 * 0.7
-    colors = ["#26a69a" if close >= open_ else "#ef5350" for open_, close in zip(o, c)]
-    fig, (price, volume) = plt.subplots(2, 1, sharex=True, figsize=(12, 7),
-                                        gridspec_kw={"height_ratios": [3, 1]})
-    try:
-        price.vlines(times, l, h, colors=colors, linewidth=1)
-        bottoms = [min(a, b) for a, b in zip(o, c)]
-        heights = [max(abs(b - a), (max(h) - min(l)) * 1e-3) for a, b in zip(o, c)]
-        price.bar(times, heights, width, bottom=bottoms, color=colors, align="center")
-        price.set_title(title)
-        price.set_ylabel("price")
-        price.grid(alpha=0.3)
-        volume.bar(times, v, width, color=colors, align="center")
-        volume.set_ylabel("volume")
-        volume.grid(alpha=0.3)
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
-        volume.xaxis.set_major_locator(locator)
-        volume.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise StreamappError(f"cannot write the chart to {path}: {exc.strerror or exc}") from exc
-    finally:
-        plt.close(fig)
-    return path
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -311,7 +285,7 @@ def _iso_ms(ms: int) -> str:
 
 def table_rows_for_display(result: Result) -> tuple[list[str], list[Sequence[Any]]]:
     """``list`` for a human: sizes as KiB/MiB, last insert to the second."""
-    from streamapp.ops.output import human_bytes
+    from streamapp.ops.formats import human_bytes
 
     idx = result.columns.index("bytes_on_disk")
     rows = []

@@ -124,10 +124,33 @@ def test_candles_exact_values_in_every_format(warehouse, tmp_path):
     result = run(*args, "--plot", str(png))
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert f"chart of 2 candles written to {png}" in result.output
+
+
+def test_plot_draws_a_body_per_candle(warehouse, tmp_path):
+    from streamapp.ops import tables as ops
+    from streamapp.ops.plot import plot_candles
+
+    client = ops.open_readonly(get_settings())
+    result = ops.candles(client, ops.CandleQuery("binance", SYMBOL, "1m", last=5))
+    assert plot_candles(result, tmp_path / "c.png", title="t", interval="1m") == len(result.rows) == 2
+
+
+def test_known_symbol_with_no_candles_in_range_is_empty_not_an_error(warehouse, tmp_path):
+    """Documented in ``tables candles --help``: exit 0 and an empty answer in every format; --plot exits 1."""
+    args = ["tables", "candles", "--exchange", "binance", "--symbol", SYMBOL, "--since", "2021-01-01"]
+    assert json.loads(ok(*args, "--format", "json")) == []
+    assert ok(*args, "--format", "csv") == "window_start,open,high,low,close,volume,quote_volume,trade_count\n"
+    assert "(no rows)" in ok(*args)
+    result = run(*args, "--plot", str(tmp_path / "c.png"))
+    assert result.exit_code == 1 and "nothing to plot" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "c.png").exists()
 
 
 @pytest.mark.parametrize("args, words", [
     (["tables", "describe", "no_such_table"], ["unknown table 'no_such_table'", "silver_trades"]),
+    (["tables", "describe", "silver_trade"], ["unknown table 'silver_trade': did you mean silver_trades?"]),
+    (["tables", "tail", "gold_ohlcv_2m"], ["did you mean ", "gold_ohlcv_1m,"]),
     (["tables", "tail", "no_such_table"], ["unknown table 'no_such_table'"]),
     (["tables", "tail", "kafka_trades_binance"], ["Kafka-engine table", "consume"]),
     (["tables", "tail", "silver_trades", "-n", "0"], ["-n 0", "at least 1"]),

@@ -1,62 +1,17 @@
-"""Pure parts of ``streamapp tables``: output formats, argument checks, the chart (no warehouse)."""
+"""Pure parts of ``streamapp tables``: argument checks, error lines, list degrading, the chart (no warehouse).
+
+The output formats are in test_ops_formats.py."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 
 from streamapp.errors import StreamappError
-from streamapp.ops import output
-from streamapp.ops.tables import CandleQuery, Result, check_range, plot_candles, server_message
-
-COLUMNS = ["window_start", "open", "volume", "trade_count", "note"]
-ROWS = [[datetime(2024, 8, 8, 23, 55), Decimal("61807.700000000000000000"), Decimal("151.527020000000000000"), 3260,
-         None]]
-
-
-@pytest.mark.parametrize("value, shown", [
-    (Decimal("61807.700000000000000000"), "61807.7"),
-    (Decimal("100.000"), "100"),
-    (Decimal("0E-18"), "0"),
-    (Decimal("12"), "12"),
-    (datetime(2024, 8, 8, 23, 55, tzinfo=timezone.utc), "2024-08-08T23:55:00Z"),
-    (datetime(2024, 8, 8, 23, 55, 0, 10000), "2024-08-08T23:55:00.010000Z"),  # naive means UTC
-    (b"ab", "ab"),
-    (None, None),
-    (7, 7),
-])
-def test_cell(value, shown):
-    assert output.cell(value) == shown
-
-
-def test_json_keeps_decimals_exact_as_strings():
-    assert json.loads(output.to_json(COLUMNS, ROWS)) == [{
-        "window_start": "2024-08-08T23:55:00Z", "open": "61807.7", "volume": "151.52702", "trade_count": 3260,
-        "note": None}]
-
-
-def test_csv_header_and_empty_null():
-    assert output.to_csv(COLUMNS, ROWS) == ("window_start,open,volume,trade_count,note\n"
-                                            "2024-08-08T23:55:00Z,61807.7,151.52702,3260,\n")
-
-
-def test_table_renders_every_cell():
-    from rich.console import Console
-
-    console = Console(record=True, width=120)
-    assert output.render(COLUMNS, ROWS, "table", title="t", console=console) is None
-    text = console.export_text()
-    assert "61807.7" in text and "2024-08-08T23:55:00Z" in text and "3260" in text
-
-
-@pytest.mark.parametrize("n, shown", [(None, "-"), (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
-                                      (1007484, "983.9 KiB"), (5 * 1024**3, "5.0 GiB")])
-def test_human_bytes(n, shown):
-    assert output.human_bytes(n) == shown
-
+from streamapp.ops.plot import plot_candles
+from streamapp.ops.tables import CandleQuery, Result, check_range, check_table, server_message
 
 @pytest.mark.parametrize("query, words", [
     (CandleQuery("bitstamp", "BTC/USD", "1m"), "unknown exchange 'bitstamp'"),
@@ -84,18 +39,24 @@ def test_server_message_is_the_exception_line():
     assert server_message(exc) == "Unknown table expression identifier 'x' in scope SELECT * FROM x. (UNKNOWN_TABLE)"
 
 
-def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_writes_a_png_with_a_body_per_candle(tmp_path):
     rows = [[datetime(2024, 1, 1, 0, m, tzinfo=timezone.utc), Decimal(o), Decimal(h), Decimal(lo), Decimal(c),
              Decimal("2.5"), Decimal("1"), 3]
             for m, (o, h, lo, c) in enumerate([("10", "12", "9", "11"), ("11", "11", "8", "8"), ("8", "8", "8", "8")])]
     result = Result(["window_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"], rows)
-    path = plot_candles(result, tmp_path / "sub" / "c.png", title="t", interval="1m")
-    assert path.read_bytes()[:4] == b"\x89PNG"
+    path = tmp_path / "sub" / "c.png"
+    assert plot_candles(result, path, title="t", interval="1m") == 3  # the flat third candle too
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_into_a_directory_is_one_clear_error(tmp_path):
+    rows = [[datetime(2024, 1, 1), Decimal(1), Decimal(2), Decimal(1), Decimal(2), Decimal(1), Decimal(2), 1]]
+    result = Result(["window_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"], rows)
+    with pytest.raises(StreamappError, match="cannot write the chart to"):
+        plot_candles(result, tmp_path, title="t", interval="1m")
 
 
 def test_plot_nothing_is_an_error(tmp_path):
-    pytest.importorskip("matplotlib")
     with pytest.raises(StreamappError, match="nothing to plot"):
         plot_candles(Result(["window_start"], []), tmp_path / "c.png", title="t", interval="1m")
 
@@ -154,3 +115,77 @@ def test_list_degrades_when_the_engine_lacks_columns(tables_columns, parts_colum
     assert result.rows[0][2] == rows and result.rows[0][4] is None
     if "total_rows" not in tables_columns:
         assert all("total_rows" not in q for q in client.queries if "FROM system.tables" in q)
+
+
+class TablesClient:
+    """Answers ``SELECT name, engine FROM system.tables``."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def query(self, sql: str, parameters=None):
+        from types import SimpleNamespace
+
+        assert "FROM system.tables" in sql, sql
+        return SimpleNamespace(column_names=["name", "engine"], result_rows=[[n, "MergeTree"] for n in self.names])
+
+
+KNOWN = ["bronze_trades_binance", "gold_ohlcv_1m", "gold_ohlcv_1m_final", "kafka_errors", "schema_migrations",
+         "silver_trades"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ("silver_trade", "unknown table 'silver_trade': did you mean silver_trades? (`streamapp tables list` shows "
+                     "them all)"),
+    ("SILVER_TRADES", "did you mean silver_trades?"),
+    ("gold_ohlcv_2m", "did you mean gold_ohlcv_1m, gold_ohlcv_1m_final?"),
+    ("zzz", "unknown table 'zzz': the warehouse has " + ", ".join(KNOWN)),
+])
+def test_unknown_table_names_close_matches(table, message):
+    with pytest.raises(StreamappError) as err:
+        check_table(TablesClient(KNOWN), table)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_table_in_an_empty_warehouse_says_migrate():
+    with pytest.raises(StreamappError, match="no tables; run `streamapp db migrate`"):
+        check_table(TablesClient([]), "silver_trades")
+
+
+def test_known_table_gives_its_engine():
+    assert check_table(TablesClient(KNOWN), "kafka_errors") == "MergeTree"
+
+
+class SettingsClient:
+    """A clickhouse-connect client as far as ``open_readonly`` sees it."""
+
+    def __init__(self, readonly: str, refuse: bool = False):
+        from types import SimpleNamespace
+
+        self.server_settings = {"readonly": SimpleNamespace(value=readonly, readonly=readonly != "0")}
+        self.refuse = refuse
+        self.sent: dict[str, str] = {}
+
+    def set_client_setting(self, key, value):
+        self.sent[key] = value
+
+    def query(self, sql, parameters=None):
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        if self.refuse:
+            raise DatabaseError("Code: 164. DB::Exception: Cannot modify 'readonly' setting in readonly mode. "
+                                "(READONLY) (version 24.8.1.1)")
+
+
+@pytest.mark.parametrize("clients, sent", [
+    ([SettingsClient("0")], {"readonly": "1"}),  # a normal account: every query carries readonly=1
+    ([SettingsClient("1")], {}),  # already read-only: the server refuses the setting, and enforces it anyway
+    ([SettingsClient("0", refuse=True), SettingsClient("0")], {}),  # refused: a fresh client without it
+])
+def test_open_readonly_sends_readonly_where_accepted(monkeypatch, clients, sent):
+    from streamapp.ops import tables
+
+    made = iter(clients)
+    monkeypatch.setattr(tables, "connect", lambda settings: next(made))
+    client = tables.open_readonly(object())
+    assert client is clients[-1] and client.sent == sent

@@ -21,7 +21,7 @@ FORMATS = ("table", "json", "csv")
 
 
 def cell(value: Any) -> Any:
-    """One value for output: Decimal -> plain string without trailing zeros, datetime -> ISO 8601.
+    """One value for output: Decimal -> plain string without trailing zeros, datetime -> ISO 8601 UTC.
 
     >>> cell(Decimal("61701.300000000000000000")), cell(Decimal("100.000")), cell(None)
     ('61701.3', '100', None)
@@ -32,8 +32,8 @@ def cell(value: Any) -> Any:
             text = text.rstrip("0").rstrip(".")
         return text or "0"
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+        # naive means UTC (clickhouse-connect's default); an aware time in another zone is converted
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
