@@ -8,6 +8,7 @@ import click
 
 from streamapp import pipeline, tables
 from streamapp.clients.clickhouse import connect
+from streamapp.ops import formats
 from streamapp.settings import get_settings
 from streamapp.stack import services
 
@@ -57,14 +58,14 @@ def _show_first_candles(settings, wait_s: float) -> None:
         time.sleep(1)
     time.sleep(2)  # let the first burst land
     rows = client.query(
-        f"SELECT exchange, symbol, count() AS candles, max(window_start) AS last, "
-        f"argMax(close, window_start) AS close, sum(trade_count) AS trades FROM {view} "
+        f"SELECT exchange, symbol, count() AS candles, sum(trade_count) AS trades, max(window_start) AS last_window, "
+        f"argMax(close, window_start) AS close FROM {view} "
         f"GROUP BY exchange, symbol ORDER BY exchange, symbol"
     ).result_rows
-    click.echo(f"\n{'exchange':<9} {'symbol':<10} {'1m candles':>10} {'trades':>7}  {'last window (UTC)':<19}  close")
-    for exchange, symbol, count, last, close, trades in rows:
-        click.echo(f"{exchange:<9} {symbol:<10} {count:>10} {trades:>7}  {last:%Y-%m-%d %H:%M}     {close.normalize()}")
     click.echo("")
+    formats.render(["exchange", "symbol", "1m candles", "trades", "last window", "close"], rows, "table",
+                   title="first candles (UTC)", right=("1m candles", "trades", "close"))
+    click.echo("see them: streamapp tables candles --exchange EXCHANGE --symbol SYMBOL [--plot candles.png]")
 
 
 @pipeline_group.command()

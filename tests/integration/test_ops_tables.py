@@ -236,3 +236,12 @@ def test_every_grafana_clickhouse_query_runs_read_only(warehouse):
     assert ran >= 10
     assert candle_rows is not None and [r[1:5] for r in candle_rows.rows] == [[10.5, 12.0, 9.25, 11.0],
                                                                               [11.5, 11.5, 11.5, 11.5]]
+
+
+def test_pipeline_up_prints_first_candles_with_the_same_formatter(warehouse, capsys):
+    from streamapp.commands.pipeline import _show_first_candles
+
+    _show_first_candles(get_settings(), 5)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if SYMBOL in x)
+    assert "first candles (UTC)" in out and "2020-09-09T01:47:00Z" in line and line.split()[-2:] == ["11.5", "│"]
