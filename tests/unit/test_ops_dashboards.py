@@ -294,3 +294,20 @@ def test_the_dashboards_cover_the_issue():
         assert topic in titles, topic
     types = {p["type"] for _path, d in _dashboards() for p in _panels(d)}
     assert "candlestick" in types
+
+
+def test_rules_cover_lag_rejects_freshness_and_gaps():
+    used = set().union(*(metric_names(expr) for _where, expr in _rule_exprs()))
+    assert {"streamapp_normalizer_consumer_lag", "streamapp_normalizer_rejected_total",
+            "streamapp_receive_to_publish_seconds_bucket", "streamapp_normalizer_trades_total",
+            "streamapp_feed_gap_trades_total"} <= used
+
+
+def test_target_down_tolerates_the_profile_not_running():
+    """compose scrapes live and offline feeds but runs one profile: the alert groups them by exchange."""
+    rule = next(expr for where, expr in _rule_exprs() if where.endswith(":StreamappTargetDown"))
+    assert rule.startswith("max by (job, exchange) (up{")
+    feeds = {(t.split(":")[0].removesuffix("-offline"), sc["labels"]["exchange"])
+             for job in _yaml(OPS / "prometheus.yml")["scrape_configs"] if job["job_name"] == "streamapp-feed"
+             for sc in job["static_configs"] for t in sc["targets"]}
+    assert feeds == {("feed-binance", "binance"), ("feed-kraken", "kraken")}
