@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from streamapp import migrations
+from streamapp.clients.clickhouse import connect
 from streamapp.settings import Settings, get_settings
 from streamapp.stack import services
 from tests.integration.brokers import PrivateBroker
@@ -22,6 +24,15 @@ def stack() -> Settings:
     for svc in reversed(services.SERVICES):
         if svc.name not in already:
             services.stop(settings, svc)
+
+
+@pytest.fixture(scope="session")
+def migrated(stack) -> Settings:
+    """The stack's warehouse with every migration in sql/ applied (`streamapp db migrate`)."""
+    client = connect(stack)
+    for migration in migrations.pending(client, migrations.discover()):
+        migrations.apply(client, stack, migration)
+    return stack
 
 
 @pytest.fixture

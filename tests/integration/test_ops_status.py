@@ -16,9 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def pipeline_topics(stack):
-    ensure_topics(stack, topics.PIPELINE_TOPICS)
-    return stack
+def pipeline_topics(migrated):
+    ensure_topics(migrated, topics.PIPELINE_TOPICS)
+    return migrated
 
 
 def status(*args: str, env: dict | None = None):

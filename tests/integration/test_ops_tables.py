@@ -17,7 +17,6 @@ from decimal import Decimal
 
 import pytest
 
-from streamapp import migrations
 from streamapp.clients.clickhouse import connect
 from streamapp.settings import get_settings
 from tests.cli import invoke
@@ -33,11 +32,9 @@ TRADES = [(1, "10.5", "1", "buy"), (20, "12", "2", "sell"), (40, "9.25", "0.5", 
 
 
 @pytest.fixture(scope="module")
-def warehouse(stack):
+def warehouse(migrated):
+    stack = migrated
     client = connect(stack)
-    if not client.command("EXISTS TABLE silver_trades"):  # a fresh stack; else leave the schema as it is
-        for migration in migrations.pending(client, migrations.discover()):
-            migrations.apply(client, stack, migration)
     now = datetime.now(timezone.utc)
     rows = [("binance", SYMBOL, EXCHANGE_SYMBOL, str(1000 + i), 1000 + i, Decimal(p), Decimal(q), side,
              T0 + timedelta(seconds=s), T0 + timedelta(seconds=s), T0 + timedelta(seconds=s), now)

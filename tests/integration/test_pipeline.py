@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp import migrations, tables, topics
+from streamapp import tables, topics
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
 from tests.integration.processes import Process, free_port
@@ -122,11 +122,10 @@ def wait_for(predicate, timeout_s: float, what: str, logs=()) -> None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack, tmp_path_factory):
+def pipeline(migrated, tmp_path_factory):
     """Migrated warehouse, pipeline topics and a running normalizer worker."""
+    stack = migrated
     client = connect(stack)
-    for migration in migrations.pending(client, migrations.discover()):
-        migrations.apply(client, stack, migration)
     ensure_topics(stack, topics.PIPELINE_TOPICS)
     logs = tmp_path_factory.mktemp("pipeline")
     worker = Process(["worker"], logs / "worker.log", env={
