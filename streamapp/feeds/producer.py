@@ -55,11 +55,12 @@ class Publisher:
         self.failed = 0
         self.dropped = 0
         self._last_drop_log = 0.0
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name=f"feed-producer-{exchange}", daemon=True)
-        self._poller.start()
         self._latency = metrics.PUBLISH_LATENCY.labels(exchange)
         self._depth = metrics.BUFFER_DEPTH.labels(exchange)
+        self._stop = threading.Event()
+        # Last: the poller reads the attributes above.
+        self._poller = threading.Thread(target=self._poll, name=f"feed-producer-{exchange}", daemon=True)
+        self._poller.start()
 
     def publish(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]],
                 kind: str = "trade", received_monotonic: float | None = None) -> bool:
