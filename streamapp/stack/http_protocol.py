@@ -313,8 +313,14 @@ class _FramedDecoder(Decoder):
         raise NotImplementedError
 
     def _feed(self, dec, data: bytes) -> tuple[bytes, bool, bytes]:
-        """Feed data to one frame decoder: (output, frame ended, bytes after the frame)."""
-        raise NotImplementedError
+        """Feed data to one frame decoder: (output, frame ended, bytes after the frame).
+
+        lz4's, zstd's and zlib's decompressors all expose ``decompress``, ``eof`` and ``unused_data``.
+        """
+        out = dec.decompress(data)
+        if dec.eof:
+            return out, True, dec.unused_data
+        return out, False, b""
 
     def decompress(self, chunk: bytes) -> bytes:
         out = []
@@ -351,24 +357,12 @@ class _Lz4Decoder(_FramedDecoder):
     def _new(self):
         return lz4.frame.LZ4FrameDecompressor()
 
-    def _feed(self, dec, data):
-        out = dec.decompress(data)
-        if dec.eof:
-            return out, True, dec.unused_data
-        return out, False, b""
-
 
 class _ZstdDecoder(_FramedDecoder):
     name = "zstd"
 
     def _new(self):
         return zstandard.ZstdDecompressor().decompressobj()
-
-    def _feed(self, dec, data):
-        out = dec.decompress(data)
-        if dec.eof:
-            return out, True, dec.unused_data
-        return out, False, b""
 
 
 class _ZlibDecoder(_FramedDecoder):
@@ -379,12 +373,6 @@ class _ZlibDecoder(_FramedDecoder):
 
     def _new(self):
         return zlib.decompressobj(self._wbits)
-
-    def _feed(self, dec, data):
-        out = dec.decompress(data)
-        if dec.eof:
-            return out, True, dec.unused_data
-        return out, False, b""
 
 
 class _BrotliDecoder(Decoder):
