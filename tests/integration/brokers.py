@@ -12,12 +12,9 @@ from pathlib import Path
 
 from streamapp.settings import Settings
 from streamapp.stack import kafka
+from tests.integration.processes import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout_s: float) -> None:

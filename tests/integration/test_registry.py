@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from schema_registry.client import AsyncSchemaRegistryClient, SchemaRegistryClie
 from schema_registry.client.errors import ClientError
 
 from streamapp.settings import get_settings
+from tests.integration.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -40,10 +40,6 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 # --- the registry process -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RegistryProcess:
@@ -51,7 +47,7 @@ class RegistryProcess:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.log = home / "registry.log"
         self.proc: subprocess.Popen | None = None
 
@@ -441,7 +437,7 @@ async def test_store_errors_answer_50001_and_the_server_keeps_serving() -> None:
     from streamapp.settings import Settings
     from streamapp.stack.registry import KafkaStore, make_app
 
-    store = KafkaStore(Settings(kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}"))  # nothing listens there
+    store = KafkaStore(Settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}"))  # nothing listens there
     store.open_clients(message_timeout_ms=1500)
     async with TestClient(TestServer(make_app(store))) as client:
         response = await client.put("/config", json={"compatibility": "FULL"})

@@ -28,16 +28,13 @@ import lz4.frame
 import pytest
 import zstandard
 from clickhouse_connect.driver.exceptions import DatabaseError
+from tests.integration.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -352,7 +349,7 @@ def test_unknown_path_is_404(warehouse_url):
 
 
 def test_data_survives_restart(tmp_path):
-    home, port = tmp_path / "home", _free_port()
+    home, port = tmp_path / "home", free_port()
     with running_warehouse(home, port) as (url, _proc):
         c = clickhouse_connect.get_client(host="127.0.0.1", port=port)
         c.command("CREATE TABLE kept (id UInt64, s String) ENGINE = MergeTree ORDER BY id")
