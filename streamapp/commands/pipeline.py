@@ -10,6 +10,7 @@ from streamapp import pipeline, tables
 from streamapp.clients.clickhouse import connect
 from streamapp.ops import formats
 from streamapp.settings import get_settings
+from streamapp.commands.stack import echo_status
 from streamapp.stack import services
 
 
@@ -79,10 +80,7 @@ def down() -> None:
 def status() -> None:
     """Each pipeline process: pid, metrics address, memory, health. Exit 1 unless all that run are healthy."""
     rows = services.status(get_settings(), pipeline.ALL)
-    for row in rows:
-        health = "healthy" if row.healthy else ("UNHEALTHY" if row.running else "stopped")
-        memory = f"{row.rss_mb:.0f} MiB" if row.rss_mb is not None else "-"
-        click.echo(f"{row.name:<13} {row.pid or '-':>7}  {row.address:<16} {memory:>8}  {health}")
+    echo_status(rows)
     if any(row.running and not row.healthy for row in rows) or not any(row.running for row in rows):
         raise SystemExit(1)
 

@@ -49,13 +49,19 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
     else:
-        click.echo(f"{'service':<10} {'pid':>7}  {'address':<16} {'memory':>8}  health")
-        for row in rows:
-            health = "healthy" if row.healthy else ("UNHEALTHY" if row.running else "stopped")
-            memory = f"{row.rss_mb:.0f} MiB" if row.rss_mb is not None else "-"
-            click.echo(f"{row.name:<10} {row.pid or '-':>7}  {row.address:<16} {memory:>8}  {health}")
+        echo_status(rows)
     if not all(row.healthy for row in rows):
         raise SystemExit(1)
+
+
+def echo_status(rows: list[services.ServiceStatus]) -> None:
+    """One line per process: name, pid, address, memory, health (also `streamapp pipeline status`)."""
+    width = max(len("service"), *(len(row.name) for row in rows))
+    click.echo(f"{'service':<{width}} {'pid':>7}  {'address':<16} {'memory':>8}  health")
+    for row in rows:
+        health = "healthy" if row.healthy else ("UNHEALTHY" if row.running else "stopped")
+        memory = f"{row.rss_mb:.0f} MiB" if row.rss_mb is not None else "-"
+        click.echo(f"{row.name:<{width}} {row.pid or '-':>7}  {row.address:<16} {memory:>8}  {health}")
 
 
 @stack.command()
