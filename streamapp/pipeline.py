@@ -8,6 +8,7 @@ runs its services (pid and log files under ``$STREAMAPP_HOME``).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from streamapp import migrations, topics
@@ -38,7 +39,7 @@ def exchanges_reachable(timeout_s: float = 3.0) -> tuple[bool, str]:
         return False, f"{PROBE[0]}:{PROBE[1]}: {exc.strerror or exc}"
 
 
-def _metrics_ok(port_of) -> callable:
+def _metrics_ok(port_of: Callable[[Settings], int]) -> Callable[[Settings], bool]:
     return lambda s: http_ok(f"http://{s.metrics_host}:{port_of(s)}/metrics")
 
 
