@@ -51,9 +51,12 @@ class Publisher:
             "error_cb": self._on_error,
         } | (extra_config or {})
         self._producer = Producer(config)
+        self.accepted = 0  # only publish() writes it
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
+        # Delivery reports run in whichever thread polls (the poller, or flush() in close()).
+        self._settled_lock = threading.Lock()
         self._last_drop_log = 0.0
         self._latency = metrics.PUBLISH_LATENCY.labels(exchange)
         self._depth = metrics.BUFFER_DEPTH.labels(exchange)
@@ -70,11 +73,13 @@ class Publisher:
 
         def delivered(err: KafkaError | None, _msg) -> None:
             if err is None:
-                self.delivered += 1
+                with self._settled_lock:
+                    self.delivered += 1
                 published.inc()
                 self._latency.observe(time.monotonic() - started)
             else:
-                self.failed += 1
+                with self._settled_lock:
+                    self.failed += 1
                 metrics.DROPPED.labels(self.exchange, "delivery_error").inc()
                 log.error("%s: record for %s key %s NOT delivered: %s", self.exchange, topic, key, err)
 
@@ -88,12 +93,18 @@ class Publisher:
                 self._last_drop_log = now
                 log.error("%s: producer buffer FULL (%d records waiting for the broker): dropping received "
                           "frames, %d dropped so far. Is the broker at %s up?", self.exchange,
-                          len(self._producer), self.dropped, "the configured bootstrap servers")
+                          self.buffered(), self.dropped, "the configured bootstrap servers")
             return False
+        self.accepted += 1
         return True
 
     def buffered(self) -> int:
-        return len(self._producer)
+        """Records accepted and not yet delivered or given up.
+
+        Not ``len(producer)``: librdkafka counts queued events too (error reports waiting
+        for the poller), so that number may exceed the buffer it is meant to show.
+        """
+        return self.accepted - self.delivered - self.failed
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for the buffer to drain; returns how many records are still waiting."""
@@ -111,7 +122,7 @@ class Publisher:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.1)
-            self._depth.set(len(self._producer))
+            self._depth.set(self.buffered())
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
