@@ -17,7 +17,7 @@ from streamapp.app import app
 from streamapp.clients.registry import register_trade_schema
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
-from streamapp.eos import send_in_source_transactions
+from streamapp.eos import guard_commits, send_in_source_transactions
 from streamapp.errors import StreamappError
 from streamapp.exchanges import BINANCE, KRAKEN
 from streamapp.normalize import binance, kraken
@@ -60,6 +60,7 @@ def _listed(csv: str) -> tuple[str, ...]:
 async def _run(stream: Any, dispatcher: Dispatcher) -> None:
     # Batches amortize Faust's per-event cost; `take_events` acks a batch only after
     # this loop body returns, with no await in between (see streamapp.eos).
+    guard_commits(app.consumer)  # before the first batch: no commit may start unguarded
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
         await send_in_source_transactions(app, [
             (e, dispatcher.dispatch(e.message.value, e.message.key, e.message.headers, e.message.partition,

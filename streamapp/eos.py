@@ -13,10 +13,18 @@ producer that also commits that event's offset, holding Faust's per-transaction
 locks for the whole batch so a commit cannot fall between two of its records.
 The events are acknowledged right after it returns, so a commit includes either
 an event's offset and all its output, or neither.
+
+That needs one more guard: Faust's commit reads the acknowledged offsets
+*before* it waits for a transaction's lock, so a commit that began while a batch
+was being sent would end that transaction with the batch's output but the older
+offsets (90 duplicates after a SIGKILL in one CI run). :func:`guard_commits`
+makes a commit wait for the batch in flight, and its acknowledgements, before it
+reads the offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
@@ -33,6 +41,28 @@ class Record(Protocol):
     headers: list[tuple[str, bytes]]
 
 
+def guard_commits(consumer: Any) -> asyncio.Lock:
+    """The lock that keeps the consumer's commits out of a batch's send-and-acknowledge.
+
+    Installed once per consumer (idempotent), before the first batch: every commit
+    (periodic, on rebalance, on stop) goes through ``Consumer.force_commit``, which
+    then reads the acknowledged offsets only while no batch is between its first
+    send and its acknowledgement.
+    """
+    lock = getattr(consumer, "_streamapp_output_lock", None)
+    if lock is None:
+        lock = asyncio.Lock()
+        commit = consumer.force_commit
+
+        async def force_commit(*args: Any, **kwargs: Any) -> bool:
+            async with lock:
+                return await commit(*args, **kwargs)
+
+        consumer.force_commit = force_commit
+        consumer._streamapp_output_lock = lock
+    return lock
+
+
 async def send_in_source_transactions(app: Any, batch: Iterable[tuple[Any, Iterable[Record]]]) -> None:
     """Produce each event's records inside the transaction that will commit that event's offset.
 
@@ -40,7 +70,8 @@ async def send_in_source_transactions(app: Any, batch: Iterable[tuple[Any, Itera
     (in a fixed order, so two callers cannot deadlock) before the first record is
     sent and released after the last, so a commit sees all of the batch's output
     or none of it; the caller acknowledges the events right after, without
-    yielding to the event loop in between (Faust's ``take_events`` does).
+    yielding to the event loop in between (Faust's ``take_events`` does), so a
+    commit waiting on :func:`guard_commits`'s lock sees the batch's offsets too.
     """
     transactions = app.consumer.transactions  # Faust's TransactionManager (exactly_once only)
     driver = transactions.producer
@@ -49,6 +80,7 @@ async def send_in_source_transactions(app: Any, batch: Iterable[tuple[Any, Itera
         [transactional_id] = transactions._tps_to_transactional_ids({event.message.tp})
         by_transaction.setdefault(transactional_id, []).extend(records)
     async with AsyncExitStack() as locks:
+        await locks.enter_async_context(guard_commits(app.consumer))
         producers = {}
         for transactional_id in sorted(by_transaction):
             await locks.enter_async_context(driver._trn_locks[transactional_id])
