@@ -241,7 +241,9 @@ def test_a_late_trade_updates_its_old_candle(stack, pipeline):
     client, _logs, _worker = pipeline
     settings = stack
     base = 7 * 10**15 + int(uuid.uuid4().int % 10**9) * 100  # fresh trade ids for this run
-    minute = 1704067200_000  # 2024-01-01 00:00 UTC, ms: a window only this test writes for ETH/USDT
+    # An hour of 2024 (ms) that only this test writes for ETH/USDT, new each run: a data directory
+    # kept from an earlier run still holds that run's candles.
+    minute = 1704067200_000 + int(uuid.uuid4().int % 8784) * 3_600_000
     window = {"symbols": ["ETH/USDT"], "first": minute // 1000, "last": minute // 1000 + 120}
 
     def frame(trade_id: int, at_ms: int, price: str) -> bytes:
@@ -261,7 +263,7 @@ def test_a_late_trade_updates_its_old_candle(stack, pipeline):
         return warehouse_candles(client, "binance", interval, window).get(("ETH/USDT", minute // 1000))
 
     publish(frame(base + 1, minute + 10_000, "2000.0"), frame(base + 2, minute + 70_000, "2010.0"))
-    wait_for(lambda: candle("1m") is not None, 120, "the first ETH/USDT candle")
+    wait_for(lambda: (candle("1m") or {}).get("trade_count") == 1, 120, "the first ETH/USDT candle")
     before = candle("1m")
 
     # Late: trade time inside the first minute (between the two), price above its high, published after both.
