@@ -51,7 +51,7 @@ class Publisher:
             "error_cb": self._on_error,
         } | (extra_config or {})
         self._producer = Producer(config)
-        self.accepted = 0  # only publish() writes it
+        self.accepted = 0  # only publish() writes it: one thread
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -83,9 +83,11 @@ class Publisher:
                 metrics.DROPPED.labels(self.exchange, "delivery_error").inc()
                 log.error("%s: record for %s key %s NOT delivered: %s", self.exchange, topic, key, err)
 
+        self.accepted += 1  # before produce: its delivery report may come first, from the poller
         try:
             self._producer.produce(topic, value=value, key=key.encode(), headers=headers, on_delivery=delivered)
         except BufferError:
+            self.accepted -= 1
             self.dropped += 1
             metrics.DROPPED.labels(self.exchange, "buffer_full").inc()
             now = time.monotonic()
@@ -95,7 +97,6 @@ class Publisher:
                           "frames, %d dropped so far. Is the broker at %s up?", self.exchange,
                           self.buffered(), self.dropped, "the configured bootstrap servers")
             return False
-        self.accepted += 1
         return True
 
     def buffered(self) -> int:
