@@ -19,9 +19,14 @@ from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
 from streamapp.eos import guard_commits, send_in_source_transactions
 from streamapp.errors import StreamappError
-from streamapp.exchanges import BINANCE, KRAKEN
+from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
 from streamapp.normalize import binance, kraken
-from streamapp.normalize.symbols import DEFAULT_BINANCE_SYMBOLS, DEFAULT_KRAKEN_SYMBOLS, SymbolMap
+from streamapp.normalize.symbols import (
+    DEFAULT_BINANCE_SYMBOLS,
+    DEFAULT_BINANCEUSDM_SYMBOLS,
+    DEFAULT_KRAKEN_SYMBOLS,
+    SymbolMap,
+)
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,14 @@ async def _run(stream: Any, dispatcher: Dispatcher) -> None:
 async def normalize_binance(stream: Any) -> None:
     extra = _listed(get_settings().binance_symbols)
     await _run(stream, await _dispatcher(BINANCE, binance, SymbolMap.binance(DEFAULT_BINANCE_SYMBOLS + extra)))
+
+
+@app.agent(app.topic(topics.raw(BINANCEUSDM), **_RAW_BYTES), name="normalize-binanceusdm")
+async def normalize_binanceusdm(stream: Any) -> None:
+    # USDⓈ-M futures frames are Binance frames (with X, without M): the same parsers, their own exchange id.
+    extra = _listed(get_settings().binanceusdm_symbols)
+    symbols = SymbolMap.binance(DEFAULT_BINANCEUSDM_SYMBOLS + extra, exchange=BINANCEUSDM)
+    await _run(stream, await _dispatcher(BINANCEUSDM, binance, symbols))
 
 
 @app.agent(app.topic(topics.raw(KRAKEN), **_RAW_BYTES), name="normalize-kraken")

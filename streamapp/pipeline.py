@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streamapp import migrations, topics
+from streamapp.exchanges import BINANCE, BINANCEUSDM, EXCHANGES, KRAKEN
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
 from streamapp.settings import Settings
@@ -19,14 +20,23 @@ from streamapp.stack import services
 from streamapp.stack.services import Service, http_ok, streamapp_command
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
-# Spot trades for "binance" (the feed speaks Binance spot); the Kraken v2 capture
-# converted from real v1 trades. Their symbols are what the feeds subscribe to.
+# Spot trades for "binance", USDⓈ-M futures trades for "binanceusdm" (same window, other
+# market), the Kraken v2 capture converted from real v1 trades. Their symbols are what the
+# feeds subscribe to; the simulator serves each capture as the exchange its lines name.
 SIMULATED = {
-    "binance": (CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
-    "kraken": (CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
-               ("ALGO/BTC", "BTC/USD", "DASH/EUR", "SC/EUR", "XMR/USD")),
+    BINANCE: (CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    BINANCEUSDM: (CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    KRAKEN: (CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
+             ("ALGO/BTC", "BTC/USD", "DASH/EUR", "SC/EUR", "XMR/USD")),
 }
-LIVE_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "kraken": ("BTC/USD", "ETH/USD")}
+LIVE_SYMBOLS = {BINANCE: ("BTCUSDT", "ETHUSDT"), BINANCEUSDM: ("BTCUSDT", "ETHUSDT"), KRAKEN: ("BTC/USD", "ETH/USD")}
+# Per exchange: the simulator's WebSocket path, and the setting (and its variable) of the feed's metrics port.
+SIMULATOR_PATHS = {BINANCE: "/stream", BINANCEUSDM: "/fstream/stream", KRAKEN: "/v2"}
+METRICS_PORTS = {
+    BINANCE: ("feed_metrics_port", "STREAMAPP_FEED_METRICS_PORT"),
+    BINANCEUSDM: ("binanceusdm_feed_metrics_port", "STREAMAPP_BINANCEUSDM_FEED_METRICS_PORT"),
+    KRAKEN: ("kraken_feed_metrics_port", "STREAMAPP_KRAKEN_FEED_METRICS_PORT"),
+}
 PROBE = ("stream.binance.com", 9443)
 
 
@@ -44,7 +54,10 @@ def _metrics_ok(port_of: Callable[[Settings], int]) -> Callable[[Settings], bool
 
 
 def _feed(exchange: str, live: bool) -> Service:
-    port_of = (lambda s: s.feed_metrics_port) if exchange == "binance" else (lambda s: s.kraken_feed_metrics_port)
+    field, variable = METRICS_PORTS[exchange]
+
+    def port_of(settings: Settings) -> int:
+        return getattr(settings, field)
 
     def command(settings: Settings) -> list[str]:
         args = ["feed", "run", "--exchange", exchange, "--metrics-port", str(port_of(settings))]
@@ -52,13 +65,13 @@ def _feed(exchange: str, live: bool) -> Service:
             return streamapp_command(*args, "--symbols", ",".join(LIVE_SYMBOLS[exchange]))
         base = f"ws://127.0.0.1:{settings.simulator_port}"
         return streamapp_command(*args, "--symbols", ",".join(SIMULATED[exchange][1]),
-                                 "--url", f"{base}/stream" if exchange == "binance" else f"{base}/v2",
+                                 "--url", f"{base}{SIMULATOR_PATHS[exchange]}",
                                  "--backfill-url", f"http://127.0.0.1:{settings.simulator_port}")
 
     return Service(
         name=f"feed-{exchange}", describe=f"{exchange} feed handler",
         host_port=lambda s: (s.metrics_host, port_of(s)), command=command, healthy=_metrics_ok(port_of),
-        port_setting="STREAMAPP_FEED_METRICS_PORT" if exchange == "binance" else "STREAMAPP_KRAKEN_FEED_METRICS_PORT",
+        port_setting=variable,
     )
 
 
@@ -82,11 +95,11 @@ SIMULATOR = Service(
 
 def processes(live: bool) -> tuple[Service, ...]:
     """Start order: consumers first, so nothing the feeds publish waits long."""
-    feeds = (_feed("binance", live), _feed("kraken", live))
+    feeds = tuple(_feed(exchange, live) for exchange in EXCHANGES)
     return (WORKER, *feeds) if live else (WORKER, SIMULATOR, *feeds)
 
 
-ALL = (WORKER, SIMULATOR, _feed("binance", False), _feed("kraken", False))
+ALL = (WORKER, SIMULATOR, *(_feed(exchange, False) for exchange in EXCHANGES))
 
 
 def prepare(settings: Settings) -> list[str]:

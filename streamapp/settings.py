@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.feeds import binance as binance_feed
+from streamapp.feeds import binanceusdm as binanceusdm_feed
 from streamapp.feeds import kraken as kraken_feed
 
 
@@ -66,9 +67,16 @@ class Settings(BaseSettings):
 
     # --- feed handlers (`streamapp feed run` / `feed record`; their options override these) ---
     binance_ws_url: str = Field(binance_feed.DEFAULT_URL, description="Binance WebSocket (combined streams) URL.")
+    binanceusdm_ws_url: str = Field(
+        binanceusdm_feed.DEFAULT_URL, description="Binance USDⓈ-M futures WebSocket (combined streams) URL."
+    )
     kraken_ws_url: str = Field(kraken_feed.DEFAULT_URL, description="Kraken WebSocket v2 URL.")
     binance_rest_url: str = Field(
         binance_feed.DEFAULT_REST_URL, description="Binance REST base URL that trade-id gaps are backfilled from."
+    )
+    binanceusdm_rest_url: str = Field(
+        binanceusdm_feed.DEFAULT_REST_URL,
+        description="Binance USDⓈ-M futures REST base URL that trade-id gaps are backfilled from.",
     )
     kraken_rest_url: str = Field(
         kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL that trade-id gaps are backfilled from."
@@ -89,6 +97,9 @@ class Settings(BaseSettings):
     kraken_feed_metrics_port: int = Field(
         9103, description="The Kraken feed's /metrics under `streamapp pipeline up` (Binance's: feed_metrics_port)."
     )
+    binanceusdm_feed_metrics_port: int = Field(
+        9104, description="The Binance USDⓈ-M futures feed's /metrics under `streamapp pipeline up`."
+    )
     worker_web_port: int = 6066
     worker_metrics_port: int = 9102
     simulator_port: int = 9200
@@ -96,18 +107,24 @@ class Settings(BaseSettings):
     binance_symbols: str = Field(
         "", description="Comma-separated Binance symbols (BTCUSDT,...) the normalizer accepts besides its defaults."
     )
+    binanceusdm_symbols: str = Field(
+        "", description="Comma-separated Binance USDⓈ-M futures symbols (BTCUSDT,...) the normalizer accepts "
+        "besides its defaults."
+    )
     kraken_symbols: str = Field(
         "", description="Comma-separated Kraken pairs (XBT/USD,...) the normalizer accepts besides its defaults."
     )
 
     # --- derived -----------------------------------------------------------
     def feed_ws_url(self, exchange: str) -> str:
-        """The WebSocket URL the feed connects to for ``exchange`` (``binance`` or ``kraken``)."""
-        return {binance_feed.EXCHANGE: self.binance_ws_url, kraken_feed.EXCHANGE: self.kraken_ws_url}[exchange]
+        """The WebSocket URL the feed connects to for ``exchange`` (``binance``, ``binanceusdm`` or ``kraken``)."""
+        return {binance_feed.EXCHANGE: self.binance_ws_url, binanceusdm_feed.EXCHANGE: self.binanceusdm_ws_url,
+                kraken_feed.EXCHANGE: self.kraken_ws_url}[exchange]
 
     def feed_rest_url(self, exchange: str) -> str:
         """The REST base URL the feed backfills ``exchange``'s gaps from."""
-        return {binance_feed.EXCHANGE: self.binance_rest_url, kraken_feed.EXCHANGE: self.kraken_rest_url}[exchange]
+        return {binance_feed.EXCHANGE: self.binance_rest_url, binanceusdm_feed.EXCHANGE: self.binanceusdm_rest_url,
+                kraken_feed.EXCHANGE: self.kraken_rest_url}[exchange]
 
     @property
     def broker_host_port(self) -> tuple[str, int]:

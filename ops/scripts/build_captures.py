@@ -23,9 +23,12 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
+# capture -> (source, exchange id): spot is "binance", USDⓈ-M futures "binanceusdm" (ccxt's ids).
 BINANCE_FILES = {
-    "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz": "binance/binance_spot_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl",
-    "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz": "binance/binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl",
+    "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz":
+        ("binance/binance_spot_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl", "binance"),
+    "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz":
+        ("binance/binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl", "binanceusdm"),
 }
 KRAKEN_FILES = ["kraken/kraken_ws_v1_2021-04-06.jsonl", "kraken/kraken_ws_v1_2021-04-17.jsonl"]
 KRAKEN_OUT = "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
@@ -43,11 +46,11 @@ def write_gz(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def binance(src: Path) -> list[bytes]:
+def binance(src: Path, exchange: str) -> list[bytes]:
     out = []
     for raw in src.read_text().splitlines():
         if raw.strip():
-            out.append(line(orjson.loads(raw)["data"]["E"] * 1000, "binance", raw))
+            out.append(line(orjson.loads(raw)["data"]["E"] * 1000, exchange, raw))
     return out
 
 
@@ -87,8 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "captures")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, src in BINANCE_FILES.items():
-        write_gz(args.out / name, binance(args.data / src))
+    for name, (src, exchange) in BINANCE_FILES.items():
+        write_gz(args.out / name, binance(args.data / src, exchange))
     write_gz(args.out / KRAKEN_OUT, kraken_v2([args.data / f for f in KRAKEN_FILES]))
     for path in sorted(args.out.glob("*.jsonl.gz")):
         print(f"{path.name}: {path.stat().st_size:,} bytes")

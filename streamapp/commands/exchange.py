@@ -12,7 +12,7 @@ from streamapp.settings import get_settings
 
 @click.group()
 def exchange() -> None:
-    """A local stand-in for Binance and Kraken, replaying capture files (offline runs, tests)."""
+    """A local stand-in for Binance (spot, USDⓈ-M futures) and Kraken, replaying capture files (offline runs, tests)."""
 
 
 @exchange.command()
@@ -34,11 +34,13 @@ def exchange() -> None:
               help="Close every connection after this long (Binance's 24 h cut-off, shortened).")
 def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, malformed_every, skip_every,
           skip_count, shutdown_every, max_connection_seconds) -> None:
-    """Serve captures over WebSocket: Binance on /stream, Kraken v2 on /v2, REST history on
-    /api/v3/historicalTrades and /0/public/Trades, faults on POST /control/<fault>
-    (drop, stall, malformed, skip, shutdown; ?arg=N), metrics on /metrics.
+    """Serve captures over WebSocket, each as the exchange its lines name: Binance spot on /stream,
+    Binance USDⓈ-M futures on /fstream/stream, Kraken v2 on /v2; REST history on
+    /api/v3/historicalTrades (spot), /fapi/v1/historicalTrades (futures) and /0/public/Trades;
+    faults on POST /control/<fault> (drop, stall, malformed, skip, shutdown; ?arg=N), metrics on /metrics.
 
-        streamapp exchange serve --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz --speed 10
+        streamapp exchange serve --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz
+        --capture captures/binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz --speed 10
     """
     from streamapp.feeds.handler import run_until_signalled
     from streamapp.simulator.capture import load
@@ -60,7 +62,8 @@ def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, m
         if timeline.items:
             click.echo(f"{name}: {len(timeline.items)} frames on {len(timeline.by_stream)} stream(s): "
                        f"{', '.join(sorted(timeline.by_stream))}", err=True)
-    click.echo(f"serving on ws://{host}:{port}/stream (binance), ws://{host}:{port}/v2 (kraken)", err=True)
+    click.echo(f"serving on ws://{host}:{port}/stream (binance), ws://{host}:{port}/fstream/stream (binanceusdm), "
+               f"ws://{host}:{port}/v2 (kraken)", err=True)
 
     async def go(stop: asyncio.Event) -> None:
         await serve_simulator(simulator, host, port, stop)

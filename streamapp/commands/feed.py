@@ -8,29 +8,32 @@ from pathlib import Path
 import click
 
 from streamapp.exchanges import EXCHANGES
-from streamapp.feeds import binance, kraken
+from streamapp.feeds import binance, binanceusdm, kraken
 from streamapp.settings import get_settings
 
 
 def _symbols(_ctx, _param, value: tuple[str, ...]) -> list[str]:
     symbols = [s.strip() for v in value for s in v.split(",") if s.strip()]
     if not symbols:
-        raise click.BadParameter("give at least one symbol, e.g. BTCUSDT (binance) or BTC/USD (kraken)")
+        raise click.BadParameter("give at least one symbol, e.g. BTCUSDT (binance, binanceusdm) or BTC/USD (kraken)")
     return symbols
 
 
 def _common(f):
-    f = click.option("--exchange", type=click.Choice(EXCHANGES), required=True, help="Which exchange.")(f)
+    f = click.option("--exchange", type=click.Choice(EXCHANGES), required=True,
+                     help="Which exchange: binance (spot), binanceusdm (USDⓈ-M futures) or kraken.")(f)
     f = click.option("--symbols", multiple=True, required=True, callback=_symbols,
-                     help="Exchange symbols, comma-separated or repeated: BTCUSDT,ETHUSDT (binance), "
+                     help="Exchange symbols, comma-separated or repeated: BTCUSDT,ETHUSDT (binance, binanceusdm), "
                           "BTC/USD,ETH/USD (kraken v2 names).")(f)
-    f = click.option("--url", help="WebSocket URL. Default: setting binance_ws_url / kraken_ws_url "
-                                   "(STREAMAPP_BINANCE_WS_URL, STREAMAPP_KRAKEN_WS_URL), the real exchange unless set "
-                                   f"({binance.DEFAULT_URL}, {kraken.DEFAULT_URL}); the simulator: "
-                                   "ws://127.0.0.1:9200/stream (binance) or ws://127.0.0.1:9200/v2 (kraken).")(f)
+    f = click.option("--url", help="WebSocket URL. Default: setting <exchange>_ws_url (STREAMAPP_BINANCE_WS_URL, "
+                                   "STREAMAPP_BINANCEUSDM_WS_URL, STREAMAPP_KRAKEN_WS_URL), the real exchange unless "
+                                   f"set ({binance.DEFAULT_URL}, {binanceusdm.DEFAULT_URL}, {kraken.DEFAULT_URL}); "
+                                   "the simulator: ws://127.0.0.1:9200/stream (binance), "
+                                   "ws://127.0.0.1:9200/fstream/stream (binanceusdm) or ws://127.0.0.1:9200/v2 "
+                                   "(kraken).")(f)
     f = click.option("--symbols-per-connection", type=int,
-                     help=f"Spread symbols over connections (default binance {binance.DEFAULT_SYMBOLS_PER_CONNECTION}, "
-                          f"kraken {kraken.DEFAULT_SYMBOLS_PER_CONNECTION}).")(f)
+                     help=f"Spread symbols over connections (default binance and binanceusdm "
+                          f"{binance.DEFAULT_SYMBOLS_PER_CONNECTION}, kraken {kraken.DEFAULT_SYMBOLS_PER_CONNECTION}).")(f)
     f = click.option("--idle-timeout", type=float, help="Reconnect after this many seconds without any frame "
                                                         "(a probe is sent at half of it).")(f)
     return f
@@ -44,9 +47,10 @@ def feed() -> None:
 @feed.command()
 @_common
 @click.option("--topic", help="Publish here instead of market.crypto.trades.<exchange>.raw (tests, trials).")
-@click.option("--backfill-url", help="REST base URL to backfill gaps from. Default: setting binance_rest_url / "
-                                     "kraken_rest_url (STREAMAPP_BINANCE_REST_URL, STREAMAPP_KRAKEN_REST_URL), the "
-                                     f"real exchange unless set ({binance.DEFAULT_REST_URL}, "
+@click.option("--backfill-url", help="REST base URL to backfill gaps from. Default: setting <exchange>_rest_url "
+                                     "(STREAMAPP_BINANCE_REST_URL, STREAMAPP_BINANCEUSDM_REST_URL, "
+                                     "STREAMAPP_KRAKEN_REST_URL), the real exchange unless set "
+                                     f"({binance.DEFAULT_REST_URL}, {binanceusdm.DEFAULT_REST_URL}, "
                                      f"{kraken.DEFAULT_REST_URL}).")
 @click.option("--backfill/--no-backfill", default=None,
               help="Backfill gaps from REST, or only detect and count them (offline runs). "
@@ -54,7 +58,7 @@ def feed() -> None:
 @click.option("--create-topic/--no-create-topic", default=True, show_default=True,
               help="Create the raw topic first if it is missing.")
 @click.option("--max-connection-age", type=float,
-              help="Rotate connections after this many seconds, with an overlap (binance default 23 h).")
+              help="Rotate connections after this many seconds, with an overlap (binance, binanceusdm default 23 h).")
 @click.option("--metrics-port", type=int, help="Serve /metrics here (default: setting feed_metrics_port; 0: off).")
 def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, backfill_url, backfill,
         create_topic, max_connection_age, metrics_port) -> None:

@@ -2,5 +2,6 @@
 
 Transport (connect, ping, backoff, reconnect, produce) lives in :mod:`.transport`
 and :mod:`.producer`; what is exchange-specific (subscriptions, frame kinds, keys,
-trade ids) lives in one module per exchange, :mod:`.binance` and :mod:`.kraken`.
+trade ids) lives in one module per exchange, :mod:`.binance`, :mod:`.binanceusdm` (spot's
+protocol on futures hosts) and :mod:`.kraken`.
 """

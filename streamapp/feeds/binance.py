@@ -9,6 +9,9 @@ Control frames: ``{"result":null,"id":1}`` (request ack), ``{"error":{...},"id":
 ``{"e":"serverShutdown","E":...}`` (possibly wrapped in ``{"stream":..,"data":..}``).
 Limits (docs, 2024): 1024 streams and 5 incoming messages/s per connection, a
 connection lives 24 h at most, the server pings every 20 s and expects a pong.
+
+USDⓈ-M futures speak the same protocol on other hosts: :mod:`.binanceusdm` reuses
+everything here but its constants and history endpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ MAX_CONNECTION_AGE_S = 23 * 3600.0
 # Trades can be quiet for minutes on small symbols: probe with LIST_SUBSCRIPTIONS first.
 DEFAULT_IDLE_TIMEOUT_S = 30.0
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
+HISTORY_PATH = "/api/v3/historicalTrades"  # trades by id: ?symbol=&fromId=&limit=
+HISTORY_LIMIT = 1000  # the endpoint's maximum page
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -83,12 +88,17 @@ def classify(text: str | bytes) -> Frame:
     return Frame(Kind.UNKNOWN, detail="object without 'e', 'result' or 'error'")
 
 
+def history_url(rest_url: str, path: str, limit: int, gap: Gap) -> str:
+    """``GET <path>?symbol=&fromId=&limit=``: the gap's trades from its first missing id, ``limit`` at most."""
+    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, limit)})
+    return f"{rest_url.rstrip('/')}{path}?{query}"
+
+
 def backfill_url(rest_url: str, gap: Gap, last_time: float | None) -> str:
     """``GET /api/v3/historicalTrades`` from the first missing id, at most 1000 trades."""
-    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, 1000)})
-    return f"{rest_url.rstrip('/')}/api/v3/historicalTrades?{query}"
+    return history_url(rest_url, HISTORY_PATH, HISTORY_LIMIT, gap)
 
 
 def backfill_ids(body: bytes) -> list[int]:
-    """Trade ids in a historicalTrades response: ``[{"id":..,"price":..,..},..]``."""
+    """Trade ids in a historicalTrades response (spot and futures): ``[{"id":..,"price":..,..},..]``."""
     return [int(t["id"]) for t in orjson.loads(body)]

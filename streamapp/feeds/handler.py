@@ -15,7 +15,7 @@ from types import ModuleType
 
 from streamapp import topics
 from streamapp.errors import StreamappError
-from streamapp.feeds import binance, headers, kraken, metrics
+from streamapp.feeds import binance, binanceusdm, headers, kraken, metrics
 from streamapp.feeds.backfill import Backfiller
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap, GapTracker
@@ -25,7 +25,7 @@ from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS: dict[str, ModuleType] = {binance.EXCHANGE: binance, kraken.EXCHANGE: kraken}
+PROTOCOLS: dict[str, ModuleType] = {p.EXCHANGE: p for p in (binance, binanceusdm, kraken)}
 
 
 def protocol_for(exchange: str) -> ModuleType:

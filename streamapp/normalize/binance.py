@@ -13,14 +13,19 @@ buyer was the maker, so the taker sold: side ``sell``. Prices and quantities
 are decimal strings, parsed exactly (``"1e-3"`` included); times are ms, kept
 as µs. ``trade_id`` is ``str(t)`` and ``trade_seq`` is ``t``.
 
+Spot (``binance``) and USDⓈ-M futures (``binanceusdm``) are two exchanges with
+unrelated trade-id sequences: the symbol map passed in says which one a frame
+came from, and that id is the trade's ``exchange``.
+
 Subscription acks (``{"result":null,"id":1}``) are ``Ignored("subscription")``,
 error replies (``{"code":2,"msg":"...","id":1}``) ``Ignored("error")``; other
 event types (``aggTrade``, ``kline``, ...) are rejected as
 ``unsupported_message``: the feed subscribes to ``@trade`` only, so they
 indicate a misconfiguration worth seeing in the DLQ.
 
-:func:`normalize_backfill` reads the REST ``GET /api/v3/historicalTrades`` body
-the feed publishes to fill a gap (see its docstring).
+:func:`normalize_backfill` reads the REST ``GET /api/v3/historicalTrades`` (spot) or
+``GET /fapi/v1/historicalTrades`` (futures) body the feed publishes to fill a gap
+(see its docstring).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import orjson
 
 from records import BUY, SELL, Trade
-from streamapp.exchanges import BINANCE
+from streamapp.exchanges import BINANCE, BINANCEUSDM
 from streamapp.normalize.checks import (
     check_price,
     check_quantity,
@@ -56,9 +61,16 @@ from streamapp.normalize.result import (
 )
 from streamapp.normalize.symbols import SymbolMap
 
+MARKETS = (BINANCE, BINANCEUSDM)  # the exchanges whose frames this module reads
 _REQUIRED = ("s", "t", "p", "q", "T", "E", "m")
 _REST_REQUIRED = ("id", "price", "qty", "time", "isBuyerMaker")
 _JSON_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _check_market(symbols: SymbolMap) -> None:
+    if symbols.exchange not in MARKETS:
+        raise ValueError(f"normalize.binance got the {symbols.exchange!r} symbol map; "
+                         f"pass a {BINANCE} SymbolMap (spot) or a {BINANCEUSDM} one (USDⓈ-M futures)")
 
 
 def normalize(
@@ -72,8 +84,7 @@ def normalize(
     max_skew_us: int,
 ) -> Result:
     """One raw Binance frame → its trade, ``Ignored`` or a ``Rejection``. Never raises on bad input."""
-    if symbols.exchange != BINANCE:
-        raise ValueError(f"normalize.binance got the {symbols.exchange!r} symbol map; pass a binance SymbolMap")
+    _check_market(symbols)
     try:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
@@ -135,7 +146,7 @@ def _trades(
         raise Reject(WRONG_TYPE, f"binance field 'm' is {show(maker)}; expected true or false")
     return (
         Trade(
-            BINANCE,
+            symbols.exchange,
             canonical,
             symbol,
             str(seq),
@@ -165,9 +176,10 @@ def normalize_backfill(
     now_us: int,
     max_skew_us: int,
 ) -> Result:
-    """A ``GET /api/v3/historicalTrades`` body → its trades with ids in ``first_id..last_id``, or a ``Rejection``.
+    """A ``historicalTrades`` body → its trades with ids in ``first_id..last_id``, or a ``Rejection``.
 
-    The body, as Binance documents it (``quoteQty`` and ``isBestMatch`` are not used)::
+    The body, as Binance documents it for spot (``quoteQty`` and ``isBestMatch`` are not
+    used; futures' ``/fapi/v1/historicalTrades`` has the same fields but ``isBestMatch``)::
 
         [{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012",
           "time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]
@@ -179,8 +191,7 @@ def normalize_backfill(
     deduplicates overlaps; ``event_time`` is the trade time (REST has no event time).
     Never raises on bad input.
     """
-    if symbols.exchange != BINANCE:
-        raise ValueError(f"normalize.binance got the {symbols.exchange!r} symbol map; pass a binance SymbolMap")
+    _check_market(symbols)
     try:
         page = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -241,7 +252,7 @@ def _rest_trades(
             raise Reject(WRONG_TYPE, f"{where}.isBuyerMaker is {show(maker)}; expected true or false")
         trades.append(
             Trade(
-                BINANCE,
+                symbols.exchange,
                 canonical,
                 exchange_symbol,
                 str(seq),

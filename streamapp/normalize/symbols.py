@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from streamapp.exchanges import BINANCE, KRAKEN
+from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
 
 # Quote assets Binance uses, longest first so FDUSD wins over USD and USDT over USD.
 BINANCE_QUOTES: tuple[str, ...] = tuple(
@@ -39,6 +39,11 @@ DEFAULT_BINANCE_SYMBOLS: tuple[str, ...] = (
     "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT",
     "BTCUSDC", "ETHUSDC", "BTCFDUSD", "ETHBTC", "BTCEUR",
     "FTMUSDT", "SXPBTC", "XMRBTC", "BADGERBTC",
+)  # fmt: skip
+
+# USDⓈ-M perpetuals: the same naming rule (BTCUSDT -> BTC/USDT), another market.
+DEFAULT_BINANCEUSDM_SYMBOLS: tuple[str, ...] = (
+    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT", "BTCUSDC", "ETHUSDC",
 )  # fmt: skip
 
 DEFAULT_KRAKEN_SYMBOLS: tuple[str, ...] = (
@@ -98,11 +103,15 @@ class SymbolMap:
         *,
         quotes: Iterable[str] = BINANCE_QUOTES,
         overrides: Mapping[str, str] | None = None,
+        exchange: str = BINANCE,
     ) -> SymbolMap:
-        """Binance symbols (``BTCUSDT``) with canonical names by the quote-suffix rule."""
+        """Binance symbols (``BTCUSDT``) with canonical names by the quote-suffix rule; ``exchange``
+        ``binanceusdm`` for USDⓈ-M futures, which name their symbols the same way."""
+        if exchange not in (BINANCE, BINANCEUSDM):
+            raise ValueError(f"SymbolMap.binance is for {BINANCE} or {BINANCEUSDM}, not {exchange!r}")
         quotes = tuple(quotes)
         table = {s: binance_canonical(s, quotes) for s in symbols}
-        return cls(BINANCE, {**table, **(overrides or {})})
+        return cls(exchange, {**table, **(overrides or {})})
 
     @classmethod
     def kraken(

@@ -1,8 +1,8 @@
 """Capture files (JSON lines, optionally gzip): what the simulator replays.
 
-Each line: ``{"receive_time_us": int, "exchange": "binance"|"kraken", "frame": "<text>"}``
-(``connection_id`` optional). Only frames that belong to a stream are replayed (Binance:
-anything with ``"stream"``; Kraken v2: ``trade`` messages); the simulator makes the
+Each line: ``{"receive_time_us": int, "exchange": "binance"|"binanceusdm"|"kraken", "frame": "<text>"}``
+(``connection_id`` optional). Only frames that belong to a stream are replayed (Binance spot
+and USDⓈ-M futures: anything with ``"stream"``; Kraken v2: ``trade`` messages); the simulator makes the
 control frames (acks, heartbeats, status) itself.
 """
 
@@ -15,14 +15,14 @@ from pathlib import Path
 import orjson
 
 from streamapp.errors import StreamappError
-from streamapp.exchanges import BINANCE, EXCHANGES, KRAKEN
+from streamapp.exchanges import BINANCE, BINANCEUSDM, EXCHANGES, KRAKEN
 
 
 @dataclass(frozen=True)
 class Item:
     seq: int             # position in the exchange's merged timeline
     ts_us: int
-    stream: str          # Binance: "btcusdt@trade"; Kraken: "BTC/USD"
+    stream: str          # Binance (spot, futures): "btcusdt@trade"; Kraken: "BTC/USD"
     frame: bytes
     trades: tuple[dict, ...]  # parsed trade payloads (for REST history and Kraken snapshots)
 
@@ -68,7 +68,7 @@ def _stream_of(exchange: str, frame: bytes) -> tuple[str, tuple[dict, ...]] | No
         return None
     if not isinstance(msg, dict):
         return None
-    if exchange == BINANCE and isinstance(msg.get("stream"), str) and isinstance(msg.get("data"), dict):
+    if exchange in (BINANCE, BINANCEUSDM) and isinstance(msg.get("stream"), str) and isinstance(msg.get("data"), dict):
         data = msg["data"]
         return msg["stream"], ((data,) if data.get("e") == "trade" else ())
     if exchange == KRAKEN and msg.get("channel") == "trade" and msg.get("data"):
@@ -90,8 +90,7 @@ def load(paths: list[Path]) -> dict[str, Timeline]:
             stream, trades = found
             owner = sources.setdefault((exchange, stream), Path(path))
             if owner != Path(path):
-                raise StreamappError(f"{path} and {owner} both carry {exchange} stream {stream}: serve one of them "
-                                     "(e.g. Binance spot and futures captures both have btcusdt@trade)")
+                raise StreamappError(f"{path} and {owner} both carry {exchange} stream {stream}: serve one of them")
             lines.append((ts_us, exchange, stream, frame, trades))
     lines.sort(key=lambda line: line[0])  # stable: capture order within equal times
     timelines = {e: Timeline(e) for e in EXCHANGES}

@@ -1,12 +1,15 @@
 """The simulator's HTTP/WebSocket server (aiohttp).
 
-Routes (one port for both exchanges; only the URL differs from the real ones):
+Routes (one port for every exchange; only the URL differs from the real ones):
 
-- ``/stream`` (also ``/ws``): Binance combined streams; ``?streams=a@trade/b@trade`` or
+- ``/stream`` (also ``/ws``): Binance spot combined streams; ``?streams=a@trade/b@trade`` or
   ``{"method":"SUBSCRIBE","params":[..],"id":1}``; ``LIST_SUBSCRIPTIONS`` answered.
+- ``/fstream/stream`` (also ``/fstream/ws``): Binance USDⓈ-M futures, the same protocol
+  (the real one is ``wss://fstream.binance.com/stream``).
 - ``/v2``: Kraken WebSocket v2: status on connect, ``subscribe`` to ``trade`` (acks, optional
   snapshot of up to 50 earlier trades), ``ping``/``pong``, a heartbeat each idle second.
-- ``/api/v3/historicalTrades``, ``/0/public/Trades``: REST trade history from the captures.
+- ``/api/v3/historicalTrades`` (spot), ``/fapi/v1/historicalTrades`` (futures), ``/0/public/Trades``
+  (Kraken): REST trade history from the captures.
 - ``POST /control/{drop,stall,malformed,skip,shutdown}[?arg=N]``: one-shot faults.
 - ``/metrics`` (Prometheus), ``/health``.
 
@@ -18,6 +21,7 @@ a fault skips frames; overlapping connections both receive what they subscribe t
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -31,11 +35,29 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from streamapp.exchanges import BINANCE, KRAKEN
+from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
 from streamapp.simulator.capture import Item, Timeline
 from streamapp.simulator.faults import Faults
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _History:
+    """A Binance ``historicalTrades`` endpoint as documented: spot pages up to 1000 trades and
+    says ``isBestMatch``; USDⓈ-M futures page up to 500 (default 100) and do not."""
+
+    exchange: str
+    endpoint: str  # the metrics label
+    default_limit: int
+    max_limit: int
+    best_match: bool
+
+
+_BINANCE_HISTORY = {
+    "/api/v3/historicalTrades": _History(BINANCE, "historicalTrades", 500, 1000, True),
+    "/fapi/v1/historicalTrades": _History(BINANCEUSDM, "fapi/historicalTrades", 100, 500, False),
+}
 
 
 def parse_speed(value: str | float) -> float:
@@ -86,11 +108,14 @@ class Simulator:
     # --- app -------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/stream", self._binance)
-        app.router.add_get("/ws", self._binance)
-        app.router.add_get("/ws/{path:.*}", self._binance)
+        for prefix, exchange in (("", BINANCE), ("/fstream", BINANCEUSDM)):
+            handler = functools.partial(self._binance, exchange)
+            app.router.add_get(f"{prefix}/stream", handler)
+            app.router.add_get(f"{prefix}/ws", handler)
+            app.router.add_get(f"{prefix}/ws/{{path:.*}}", handler)
         app.router.add_get("/v2", self._kraken)
-        app.router.add_get("/api/v3/historicalTrades", self._binance_history)
+        for path, history in _BINANCE_HISTORY.items():
+            app.router.add_get(path, functools.partial(self._binance_history, history))
         app.router.add_get("/0/public/Trades", self._kraken_history)
         app.router.add_post("/control/{fault}", self._control)
         app.router.add_get("/metrics", self._metrics)
@@ -110,8 +135,8 @@ class Simulator:
         return web.json_response({"requested": fault, "arg": arg, "open_connections": len(self.sessions)})
 
     # --- WebSocket endpoints -------------------------------------------------------
-    async def _binance(self, request: web.Request) -> web.WebSocketResponse:
-        session = await self._accept(BINANCE, request)
+    async def _binance(self, exchange: str, request: web.Request) -> web.WebSocketResponse:
+        session = await self._accept(exchange, request)
         streams = request.query.get("streams", "")
         for stream in filter(None, streams.split("/")):
             self._subscribe(session, stream.lower())
@@ -297,24 +322,30 @@ class Simulator:
         for exchange, timeline in self.timelines.items():
             for item in timeline.items:
                 for trade in item.trades:
-                    if exchange == BINANCE:
-                        out.setdefault((BINANCE, trade["s"]), []).append(trade)
+                    if exchange in (BINANCE, BINANCEUSDM):
+                        out.setdefault((exchange, trade["s"]), []).append(trade)
                     else:
                         out.setdefault((KRAKEN, trade["symbol"].replace("/", "")), []).append(trade)
         return out
 
-    async def _binance_history(self, request: web.Request) -> web.Response:
-        self.m_rest.labels("historicalTrades").inc()
+    async def _binance_history(self, history: _History, request: web.Request) -> web.Response:
+        self.m_rest.labels(history.endpoint).inc()
         symbol = request.query.get("symbol", "")
-        limit = min(int(request.query.get("limit", 500)), 1000)
-        trades = self._trades.get((BINANCE, symbol))
+        limit = min(int(request.query.get("limit", history.default_limit)), history.max_limit)
+        trades = self._trades.get((history.exchange, symbol))
         if trades is None:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         from_id = int(request.query.get("fromId", trades[-1]["t"] - limit + 1))
-        rows = [{"id": t["t"], "price": t["p"], "qty": t["q"],
-                 "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])), "time": t["T"],
-                 "isBuyerMaker": t["m"], "isBestMatch": t.get("M", True)}
-                for t in trades if t["t"] >= from_id][:limit]
+        rows = []
+        for t in trades:
+            if t["t"] >= from_id:
+                row = {"id": t["t"], "price": t["p"], "qty": t["q"], "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])),
+                       "time": t["T"], "isBuyerMaker": t["m"]}
+                if history.best_match:
+                    row["isBestMatch"] = t.get("M", True)
+                rows.append(row)
+                if len(rows) == limit:
+                    break
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
     async def _kraken_history(self, request: web.Request) -> web.Response:
@@ -347,7 +378,8 @@ async def serve(simulator: Simulator, host: str, port: int, stop: asyncio.Event)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("exchange simulator on http://%s:%d (binance ws /stream, kraken ws /v2)", host, port)
+    log.info("exchange simulator on http://%s:%d (binance ws /stream, binanceusdm ws /fstream/stream, kraken ws /v2)",
+             host, port)
     try:
         await stop.wait()
     finally:

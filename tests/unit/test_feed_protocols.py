@@ -8,6 +8,7 @@ import pytest
 
 from streamapp.feeds import binance, kraken
 from streamapp.feeds.frames import Kind
+from streamapp.feeds.handler import protocol_for
 
 DATA = Path(__file__).resolve().parents[2] / "captures"
 
@@ -74,7 +75,7 @@ def test_every_bundled_capture_frame_is_a_trade():
         with gzip.open(path) as fh:
             for line in fh:
                 rec = orjson.loads(line)
-                protocol = binance if rec["exchange"] == "binance" else kraken
+                protocol = protocol_for(rec["exchange"])
                 assert protocol.classify(rec["frame"].encode()).kind is Kind.TRADE, (path, line)
 
 
