@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streamapp import pipeline
+from streamapp.exchanges import EXCHANGES
 from streamapp.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +32,11 @@ def test_valid_against_the_compose_specification():
     assert result.returncode == 0, result.stderr
 
 
+FEEDS = [f"feed-{e}{profile}" for e in EXCHANGES for profile in ("", "-offline")]
+
+
 @pytest.mark.parametrize("name", [
-    "redpanda", "clickhouse", "prometheus", "grafana", "migrate", "worker",
-    "feed-binance", "feed-kraken", "simulator", "feed-binance-offline", "feed-kraken-offline",
+    "redpanda", "clickhouse", "prometheus", "grafana", "migrate", "worker", "simulator", *FEEDS,
 ])
 def test_every_service_the_platform_needs_is_there_with_a_health_check(name):
     assert name in SERVICES
@@ -60,9 +64,7 @@ def test_addresses_agree_between_services_and_settings():
 
 
 @pytest.mark.parametrize(("service", "variable"), [
-    ("worker", "STREAMAPP_WORKER_METRICS_PORT"),
-    ("feed-binance", "STREAMAPP_FEED_METRICS_PORT"), ("feed-kraken", "STREAMAPP_FEED_METRICS_PORT"),
-    ("feed-binance-offline", "STREAMAPP_FEED_METRICS_PORT"), ("feed-kraken-offline", "STREAMAPP_FEED_METRICS_PORT"),
+    ("worker", "STREAMAPP_WORKER_METRICS_PORT"), *((feed, "STREAMAPP_FEED_METRICS_PORT") for feed in FEEDS),
 ])
 def test_metrics_ports_are_published_and_health_checked(service, variable):
     port = env_of(service)[variable]
@@ -75,10 +77,23 @@ def test_offline_feeds_point_at_the_simulator_and_its_captures_exist():
     sim = SERVICES["simulator"]["command"]
     port = sim[sim.index("--port") + 1]
     assert env_of("feed-binance-offline")["STREAMAPP_BINANCE_WS_URL"] == f"ws://simulator:{port}/stream"
+    assert env_of("feed-binanceusdm-offline")["STREAMAPP_BINANCEUSDM_WS_URL"] == f"ws://simulator:{port}/fstream/stream"
     assert env_of("feed-kraken-offline")["STREAMAPP_KRAKEN_WS_URL"] == f"ws://simulator:{port}/v2"
-    for i, arg in enumerate(sim):
-        if arg == "--capture":
-            assert (REPO / sim[i + 1]).exists(), sim[i + 1]
+    for exchange in EXCHANGES:  # the paths `streamapp pipeline up` uses, and REST from the simulator too
+        env = env_of(f"feed-{exchange}-offline")
+        assert env[f"STREAMAPP_{exchange.upper()}_WS_URL"] == f"ws://simulator:{port}{pipeline.SIMULATOR_PATHS[exchange]}"
+        assert env[f"STREAMAPP_{exchange.upper()}_REST_URL"] == f"http://simulator:{port}"
+    captures = [sim[i + 1] for i, arg in enumerate(sim) if arg == "--capture"]
+    for capture in captures:
+        assert (REPO / capture).exists(), capture
+    # the same captures as `streamapp pipeline up` serves offline: each exchange's
+    assert {REPO / c for c in captures} == {capture for capture, _symbols in pipeline.SIMULATED.values()}
+
+
+def test_each_exchange_feed_has_its_own_metrics_port():
+    for profile in ("", "-offline"):
+        ports = [env_of(f"feed-{e}{profile}")["STREAMAPP_FEED_METRICS_PORT"] for e in EXCHANGES]
+        assert len(set(ports)) == len(EXCHANGES), (profile, ports)
 
 
 def test_mounted_config_files_exist():

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from streamapp import tables as table_names
+from streamapp.exchanges import EXCHANGES
 from streamapp.settings import Settings
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
@@ -114,7 +115,8 @@ def test_compose_prometheus_scrapes_every_streamapp_process_by_service_name():
     targets = _targets(_yaml(OPS / "prometheus.yml"))
     services = _compose()["services"]
     scraped = {t for job, ts in targets.items() if job.startswith("streamapp-") for t in ts}
-    assert {"worker:9102", "feed-binance:9101", "feed-kraken:9103"} <= scraped
+    assert {"worker:9102", "feed-binance:9101", "feed-binanceusdm:9104", "feed-kraken:9103"} <= scraped
+    assert {f"feed-{e}" for e in EXCHANGES} <= {t.split(":")[0] for t in scraped}  # a feed per exchange
     for target in scraped:
         service, port = target.split(":")
         assert service in services, f"{target}: no compose service {service}"
@@ -140,7 +142,7 @@ def test_compose_mounts_prometheus_and_grafana_config():
 def test_local_prometheus_scrapes_the_settings_default_ports():
     fields = Settings.model_fields
     ports = {fields[f].default for f in ("worker_metrics_port", "feed_metrics_port", "kraken_feed_metrics_port",
-                                         "simulator_port")}
+                                         "binanceusdm_feed_metrics_port", "simulator_port")}
     targets = _targets(_yaml(OPS / "prometheus-local.yml"))
     scraped = {t for job, ts in targets.items() if job.startswith("streamapp-") for t in ts}
     assert scraped == {f"127.0.0.1:{p}" for p in ports}
@@ -310,4 +312,4 @@ def test_target_down_tolerates_the_profile_not_running():
     feeds = {(t.split(":")[0].removesuffix("-offline"), sc["labels"]["exchange"])
              for job in _yaml(OPS / "prometheus.yml")["scrape_configs"] if job["job_name"] == "streamapp-feed"
              for sc in job["static_configs"] for t in sc["targets"]}
-    assert feeds == {("feed-binance", "binance"), ("feed-kraken", "kraken")}
+    assert feeds == {(f"feed-{e}", e) for e in EXCHANGES}
