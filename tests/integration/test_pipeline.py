@@ -2,7 +2,9 @@
 
 The candles ClickHouse builds are checked against the outside world: a
 reference computed here, independently, from the capture's own frames, and
-Binance's official 1m klines for the same futures trades.
+Binance's official 1m klines for the same futures trades. Binance spot
+(``binance``) and USDⓈ-M futures (``binanceusdm``) are replayed at the same
+time, on the same symbol and minutes: two markets, two sets of candles.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from tests.shared_data import shared_data_file
 pytestmark = pytest.mark.integration
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
-BINANCE_CAPTURE = CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz"
+SPOT_CAPTURE = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
+FUTURES_CAPTURE = CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz"
 KRAKEN_CAPTURE = CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
+EXCHANGES = ("binance", "binanceusdm", "kraken")
 MINUTE = 60
 
 
@@ -36,13 +40,19 @@ def capture_frames(path: Path) -> list[dict]:
     return [json.loads(json.loads(line)["frame"], parse_float=Decimal) for line in gzip.open(path)]
 
 
-def binance_trades() -> list[dict]:
-    """(time s, tie-break, price, qty, taker buys) straight from the frames."""
+def binance_trades(capture: Path) -> list[dict]:
+    """(time s, tie-break, price, qty, taker buys) straight from the frames (spot or futures)."""
     return [{
         "symbol": "BTC/USDT", "time": Decimal(f["data"]["T"]) / 1000, "order": (f["data"]["T"], f["data"]["t"]),
         "id": str(f["data"]["t"]), "price": Decimal(f["data"]["p"]), "qty": Decimal(f["data"]["q"]),
         "buy": not f["data"]["m"],
-    } for f in capture_frames(BINANCE_CAPTURE) if f.get("data", {}).get("e") == "trade"]
+    } for f in capture_frames(capture) if f.get("data", {}).get("e") == "trade"]
+
+
+def all_trades() -> dict[str, list[dict]]:
+    """Each exchange's trades: Binance spot, Binance USDⓈ-M futures (the same minutes), Kraken."""
+    return {"binance": binance_trades(SPOT_CAPTURE), "binanceusdm": binance_trades(FUTURES_CAPTURE),
+            "kraken": kraken_trades()}
 
 
 def kraken_trades() -> list[dict]:
@@ -135,45 +145,55 @@ def pipeline(migrated, tmp_path_factory):
 
 
 def replay_captures(logs: Path, run: str) -> list[Process]:
-    """A fresh simulator serving both captures at full speed, and a feed handler per exchange."""
+    """A fresh simulator serving the spot, futures and Kraken captures at once at full speed, and a
+    feed handler per exchange (spot on /stream, futures on /fstream/stream, Kraken on /v2)."""
     port = free_port()
     kraken_symbols = sorted({t["symbol"] for t in kraken_trades()})
-    simulator = Process(["exchange", "serve", "--capture", str(BINANCE_CAPTURE), "--capture", str(KRAKEN_CAPTURE),
-                         "--speed", "max", "--port", str(port)], logs / f"simulator-{run}.log")
+    simulator = Process(["exchange", "serve", "--capture", str(SPOT_CAPTURE), "--capture", str(FUTURES_CAPTURE),
+                         "--capture", str(KRAKEN_CAPTURE), "--speed", "max", "--port", str(port)],
+                        logs / f"simulator-{run}.log")
     time.sleep(1.5)
     feeds = [
-        Process(["feed", "run", "--exchange", "binance", "--symbols", "BTCUSDT", "--no-backfill",
-                 "--url", f"ws://127.0.0.1:{port}/stream", "--metrics-port", "0"], logs / f"feed-binance-{run}.log"),
-        Process(["feed", "run", "--exchange", "kraken", "--symbols", ",".join(kraken_symbols), "--no-backfill",
-                 "--url", f"ws://127.0.0.1:{port}/v2", "--metrics-port", "0"], logs / f"feed-kraken-{run}.log"),
+        Process(["feed", "run", "--exchange", exchange, "--symbols", symbols, "--no-backfill",
+                 "--url", f"ws://127.0.0.1:{port}{path}", "--metrics-port", "0"], logs / f"feed-{exchange}-{run}.log")
+        for exchange, symbols, path in (("binance", "BTCUSDT", "/stream"), ("binanceusdm", "BTCUSDT", "/fstream/stream"),
+                                        ("kraken", ",".join(kraken_symbols), "/v2"))
     ]
     return [simulator, *feeds]
 
 
 @pytest.mark.timeout(300)
-def test_candles_equal_the_reference_the_official_klines_and_the_1m_rollup(pipeline):
+def test_spot_and_futures_replayed_together_are_two_exchanges_whose_candles_equal_the_reference_and_klines(
+        pipeline):
+    """Spot and futures BTCUSDT over the same minutes, served at once: ``binance`` candles equal the
+    reference computed from the spot trades, ``binanceusdm`` candles equal Binance's official futures
+    klines in every field (and the reference from the futures trades); 5m..1d are the 1m rollup."""
     client, logs, worker = pipeline
-    binance, kraken = binance_trades(), kraken_trades()
-    within = {"binance": scope(binance), "kraken": scope(kraken)}
+    trades = all_trades()
+    within = {exchange: scope(trades[exchange]) for exchange in EXCHANGES}
+    assert within["binance"]["symbols"] == within["binanceusdm"]["symbols"] == ["BTC/USDT"]
     processes = replay_captures(logs, "first")
     try:
-        wait_for(lambda: silver_count(client, "binance", within["binance"]) >= len(binance)
-                 and silver_count(client, "kraken", within["kraken"]) >= len(kraken),
-                 180, f"{len(binance)} binance and {len(kraken)} kraken trades in Silver", [worker, *processes])
+        wait_for(lambda: all(silver_count(client, e, within[e]) >= len(trades[e]) for e in EXCHANGES), 180,
+                 ", ".join(f"{len(trades[e])} {e}" for e in EXCHANGES) + " trades in Silver", [worker, *processes])
     finally:
         for process in processes:
             process.stop()
-    assert silver_count(client, "binance", within["binance"]) == len(binance)
-    assert silver_count(client, "kraken", within["kraken"]) == len(kraken)
+    assert {e: silver_count(client, e, within[e]) for e in EXCHANGES} == {e: len(trades[e]) for e in EXCHANGES}
 
-    # 1m candles equal the independent reference, field for field, for both exchanges.
-    assert warehouse_candles(client, "binance", "1m", within["binance"]) == reference_candles(binance, MINUTE)
-    assert warehouse_candles(client, "kraken", "1m", within["kraken"]) == reference_candles(kraken, MINUTE)
+    # 1m candles equal the independent reference, field for field, for each exchange.
+    for exchange in EXCHANGES:
+        assert warehouse_candles(client, exchange, "1m", within[exchange]) == \
+            reference_candles(trades[exchange], MINUTE), exchange
+    # Two markets, two sets of candles for the same symbol and minutes.
+    spot_1m = warehouse_candles(client, "binance", "1m", within["binance"])
+    futures_1m = warehouse_candles(client, "binanceusdm", "1m", within["binanceusdm"])
+    assert spot_1m.keys() == futures_1m.keys() and all(spot_1m[k] != futures_1m[k] for k in spot_1m)
 
-    # Binance's own klines for the minutes the recording covers completely.
+    # Binance's own futures klines for the minutes the recording covers completely.
     klines_file = shared_data_file("binance", "binance_klines_1m_BTCUSDT-UMFUT_2024-08-08T2330_2024-08-09T0029.csv")
     klines = {int(row["open_time"]) // 1000: row for row in csv.DictReader(klines_file.open())}
-    ours = warehouse_candles(client, "binance", "1m", within["binance"])
+    ours = futures_1m
     covered = [start for start in klines if ("BTC/USDT", start) in ours
                and ("BTC/USDT", start - MINUTE) in ours and ("BTC/USDT", start + MINUTE) in ours]
     assert len(covered) == 1  # 23:56; 23:55 and 23:57 are checked below with their edges
@@ -190,7 +210,7 @@ def test_candles_equal_the_reference_the_official_klines_and_the_1m_rollup(pipel
 
     # 5m ... 1d are the rollup of 1m.
     for interval, seconds in (("5m", 300), ("15m", 900), ("30m", 1800), ("1h", 3600), ("1d", 86400)):
-        for exchange in ("binance", "kraken"):
+        for exchange in EXCHANGES:
             rolled: dict = defaultdict(list)
             for (symbol, start), candle in sorted(warehouse_candles(client, exchange, "1m", within[exchange]).items()):
                 rolled[(symbol, start // seconds * seconds)].append(candle)
@@ -204,27 +224,26 @@ def test_candles_equal_the_reference_the_official_klines_and_the_1m_rollup(pipel
 @pytest.mark.timeout(300)
 def test_replaying_the_same_capture_changes_no_trade_and_no_candle(pipeline):
     client, logs, worker = pipeline
-    binance, kraken = binance_trades(), kraken_trades()
-    within = {"binance": scope(binance), "kraken": scope(kraken)}
-    wait_for(lambda: silver_count(client, "binance", within["binance"]) >= len(binance), 180,
+    trades = all_trades()
+    within = {exchange: scope(trades[exchange]) for exchange in EXCHANGES}
+    wait_for(lambda: all(silver_count(client, e, within[e]) >= len(trades[e]) for e in EXCHANGES), 180,
              "the first replay in Silver", [worker])
-    before_silver = {e: silver_count(client, e, within[e]) for e in ("binance", "kraken")}
-    before_gold = {(e, i): warehouse_candles(client, e, i, within[e]) for e in ("binance", "kraken") for i in tables.INTERVALS}
-    before_bronze = {e: bronze_count(client, e) for e in ("binance", "kraken")}
+    before_silver = {e: silver_count(client, e, within[e]) for e in EXCHANGES}
+    before_gold = {(e, i): warehouse_candles(client, e, i, within[e]) for e in EXCHANGES for i in tables.INTERVALS}
+    before_bronze = {e: bronze_count(client, e) for e in EXCHANGES}
 
     processes = replay_captures(logs, "again")
     try:
         # Bronze keeps every delivery: once it has grown by the whole capture, the replay reached ClickHouse.
-        wait_for(lambda: bronze_count(client, "binance") >= before_bronze["binance"] + len(binance)
-                 and bronze_count(client, "kraken") >= before_bronze["kraken"] + len(kraken),
+        wait_for(lambda: all(bronze_count(client, e) >= before_bronze[e] + len(trades[e]) for e in EXCHANGES),
                  180, "the replayed trades in Bronze", [worker, *processes])
     finally:
         for process in processes:
             process.stop()
     time.sleep(1)  # views run in the same insert; a little slack for the last block
 
-    assert {e: silver_count(client, e, within[e]) for e in ("binance", "kraken")} == before_silver
-    assert before_silver == {"binance": len(binance), "kraken": len(kraken)}
+    assert {e: silver_count(client, e, within[e]) for e in EXCHANGES} == before_silver
+    assert before_silver == {e: len(trades[e]) for e in EXCHANGES}
     for (exchange, interval), candles in before_gold.items():
         assert warehouse_candles(client, exchange, interval, within[exchange]) == candles, (exchange, interval)
 
@@ -255,12 +274,12 @@ def test_a_late_trade_updates_its_old_candle(stack, pipeline):
 
     def publish(*frames: bytes) -> None:
         for value in frames:
-            producer.produce(topics.raw("binance"), value, b"ETHUSDT",
+            producer.produce(topics.raw("binanceusdm"), value, b"ETHUSDT",
                              headers=[(headers.RECEIVE_TIME_US, str(time.time_ns() // 1000).encode())])
         assert producer.flush(30) == 0
 
     def candle(interval: str) -> dict | None:  # the window starting at `minute` (also an hour start)
-        return warehouse_candles(client, "binance", interval, window).get(("ETH/USDT", minute // 1000))
+        return warehouse_candles(client, "binanceusdm", interval, window).get(("ETH/USDT", minute // 1000))
 
     publish(frame(base + 1, minute + 10_000, "2000.0"), frame(base + 2, minute + 70_000, "2010.0"))
     wait_for(lambda: (candle("1m") or {}).get("trade_count") == 1, 120, "the first ETH/USDT candle")
@@ -274,3 +293,41 @@ def test_a_late_trade_updates_its_old_candle(stack, pipeline):
     assert after["open"] == before["open"] == Decimal("2000.0")
     assert after["volume"] == before["volume"] + 1
     assert candle("1h")["trade_count"] == 3 and candle("1h")["close"] == Decimal("2010.0")
+
+
+@pytest.mark.timeout(180)
+def test_a_spot_trade_and_a_futures_trade_with_the_same_id_both_reach_silver(stack, pipeline):
+    """Trade ids are per market: the same id on Binance spot and on USDⓈ-M futures is two trades.
+    (Under one exchange id, Silver's dedup dropped the second as a repeat of the first.)"""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from streamapp.feeds import headers
+
+    client, _logs, _worker = pipeline
+    trade_id = 8 * 10**15 + int(uuid.uuid4().int % 10**9)  # fresh each run
+    at_ms = 1704067200_000 + int(uuid.uuid4().int % 8784) * 3_600_000 + 1_000  # an hour of 2024, new each run
+    spot = {"stream": "solusdt@trade", "data": {"e": "trade", "E": at_ms, "s": "SOLUSDT", "t": trade_id,
+                                                 "p": "100.00000000", "q": "1.00000000", "T": at_ms, "m": False,
+                                                 "M": True}}
+    futures = {"stream": "solusdt@trade", "data": {"e": "trade", "E": at_ms, "T": at_ms, "s": "SOLUSDT",
+                                                    "t": trade_id, "p": "100.10", "q": "2", "X": "MARKET", "m": True}}
+    producer = Producer({**stack.kafka_client_config(), "enable.idempotence": True})
+    for exchange, frame in (("binance", spot), ("binanceusdm", futures)):
+        producer.produce(topics.raw(exchange), json.dumps(frame, separators=(",", ":")).encode(), b"SOLUSDT",
+                         headers=[(headers.RECEIVE_TIME_US, str(time.time_ns() // 1000).encode())])
+        assert producer.flush(30) == 0
+
+    def silver_rows() -> list[tuple]:
+        return client.query(
+            f"SELECT exchange, trade_id, price, quantity, side FROM {tables.SILVER} "
+            "WHERE symbol = 'SOL/USDT' AND trade_id = {id:String} ORDER BY exchange",
+            parameters={"id": str(trade_id)}).result_rows
+
+    wait_for(lambda: len(silver_rows()) >= 2, 120, "the spot and the futures trade in Silver")
+    time.sleep(1)  # a duplicate would land in the same blocks
+    assert silver_rows() == [
+        ("binance", str(trade_id), Decimal("100"), Decimal("1"), "buy"),
+        ("binanceusdm", str(trade_id), Decimal("100.1"), Decimal("2"), "sell"),
+    ]
