@@ -93,6 +93,7 @@ def candles(exchange: str, symbol: str, interval: str, last: int, since: str | N
 
     \b
       streamapp tables candles --exchange binance --symbol BTC/USDT --interval 1m --last 30
+      streamapp tables candles --exchange binanceusdm --symbol BTC/USDT --interval 1m --last 30
       streamapp tables candles --exchange kraken --symbol XBT/USD --interval 1h --plot btc.png
     """
     query = ops.CandleQuery(exchange, symbol, interval, last,

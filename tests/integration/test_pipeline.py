@@ -23,6 +23,7 @@ import pytest
 from streamapp import tables, topics
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
+from tests.cli import invoke
 from tests.integration.processes import Process, free_port
 from tests.shared_data import shared_data_file
 
@@ -207,6 +208,18 @@ def test_spot_and_futures_replayed_together_are_two_exchanges_whose_candles_equa
             "taker_buy_quote_volume": Decimal(official["taker_buy_quote_volume"]),
         }, datetime.fromtimestamp(start, timezone.utc)
     assert sorted(s for s in klines if ("BTC/USDT", s) in ours) == [1723161300, 1723161360, 1723161420]
+    # What a user sees: `streamapp tables candles --exchange binanceusdm --symbol BTC/USDT` (the fields it shows).
+    result = invoke("tables", "candles", "--exchange", "binanceusdm", "--symbol", "BTC/USDT", "--interval", "1m",
+                    "--since", "2024-08-08T23:55", "--until", "2024-08-08T23:58", "--format", "json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    shown = {int(datetime.fromisoformat(c["window_start"].replace("Z", "+00:00")).timestamp()): c
+             for c in json.loads(result.output)}
+    assert sorted(shown) == [1723161300, 1723161360, 1723161420]
+    for start, candle in shown.items():
+        official = klines[start]
+        assert {f: Decimal(candle[f]) for f in ("open", "high", "low", "close", "volume", "quote_volume")} == {
+            f: Decimal(official[f]) for f in ("open", "high", "low", "close", "volume", "quote_volume")}, start
+        assert candle["trade_count"] == int(official["count"]), start
 
     # 5m ... 1d are the rollup of 1m.
     for interval, seconds in (("5m", 300), ("15m", 900), ("30m", 1800), ("1h", 3600), ("1d", 86400)):
