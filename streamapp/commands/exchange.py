@@ -39,8 +39,10 @@ def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, m
     /api/v3/historicalTrades (spot), /fapi/v1/historicalTrades (futures) and /0/public/Trades;
     faults on POST /control/<fault> (drop, stall, malformed, skip, shutdown; ?arg=N), metrics on /metrics.
 
-        streamapp exchange serve --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz
-        --capture captures/binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz --speed 10
+    \b
+        streamapp exchange serve --speed 10 \\
+          --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz \\
+          --capture captures/binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz
     """
     from streamapp.feeds.handler import run_until_signalled
     from streamapp.simulator.capture import load
