@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -318,3 +319,39 @@ def bring_in_line(client: Client, table: str, todo: list[str]) -> None:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             rest = ";\n".join(todo[number:])
             raise StreamappError(f"bringing {table} in line failed: {first}\nstill to run:\n{rest};") from exc
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing :func:`migrate` did: a migration applied, a drift found, a table brought in line."""
+
+    kind: str  # "applied", "drift" or "fixed"
+    subject: str  # the migration's file name, or the table
+    text: str  # the line to show
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def migrate(client: Client, settings: Settings, sql_dir: Path = SQL_DIR) -> Iterator[Step]:
+    """Apply pending migrations in order, then bring the tables in line with ``settings``.
+
+    Raises if a table differs in a way only a person should fix (a missing non-Kafka table).
+    """
+    found = discover(sql_dir)
+    for migration in pending(client, found):
+        count = apply(client, settings, migration)
+        yield Step("applied", migration.path.name, f"applied {migration.path.name} ({count} statements)")
+    drifts = check(client, settings, found)
+    for table, todo in fixes(drifts):
+        for item in drifts:
+            if item.table == table:
+                yield Step("drift", table, f"drift   {item}")
+        bring_in_line(client, table, todo)
+        yield Step("fixed", table, f"fixed   {table}: " + "; ".join(s.splitlines()[0] for s in todo))
+    manual = [d for d in drifts if not d.fix]
+    if manual:
+        raise StreamappError(
+            "not fixed automatically: " + "; ".join(str(d) for d in manual)
+            + ". Look at what removed it; its CREATE statement is in sql/"
+        )

@@ -27,24 +27,11 @@ def migrate() -> None:
     group's committed offsets.
     """
     settings = get_settings()
-    client = connect(settings)
-    found = migrations.discover()
-    todo = migrations.pending(client, found)
-    for migration in todo:
-        count = migrations.apply(client, settings, migration)
-        click.echo(f"applied {migration.path.name} ({count} statements)")
-    drifts = migrations.check(client, settings, found)
-    for table, statements in migrations.fixes(drifts):
-        for item in (d for d in drifts if d.table == table):
-            click.echo(f"drift   {item}")
-        migrations.bring_in_line(client, table, statements)
-        click.echo(f"fixed   {table}: " + "; ".join(s.splitlines()[0] for s in statements))
-    manual = [d for d in drifts if not d.fix]
-    for item in manual:
-        click.echo(f"drift   {item}: not fixed automatically; look at it (its CREATE is in sql/)", err=True)
-    if manual:
-        raise SystemExit(1)
-    if not todo and not drifts:
+    steps = 0
+    for step in migrations.migrate(connect(settings), settings):
+        click.echo(step)
+        steps += 1
+    if not steps:
         click.echo("up to date: nothing to apply, tables match the settings")
 
 
