@@ -12,9 +12,10 @@
 --      2 and 3 is recorded twice; the ReplacingMergeTree folds that);
 --   4. each Bronze -> Silver view switched in place (ALTER ... MODIFY QUERY: the
 --      view never disappears, so no Bronze insert misses it);
---   5. a catch-up of Silver rows ingested in the last hour: an insert into Silver
+--   5. a catch-up of Silver rows ingested in the last day: an insert into Silver
 --      that was already running when 2 ran has no identity view in its chain, and
---      may have committed after 3 read Silver.
+--      may have committed after 3 read Silver (this assumes 2-4 take less than a
+--      day; 3 read a million Silver rows in seconds here).
 -- Every statement may run again: re-running an insert only adds identities the
 -- ReplacingMergeTree folds.
 --
@@ -84,4 +85,4 @@ LIMIT 1 BY symbol, trade_id;
 INSERT INTO trade_identities (exchange, symbol, trade_id, trade_time)
 SELECT exchange, symbol, trade_id, trade_time
 FROM silver_trades
-WHERE ingest_time >= now64(6) - INTERVAL 1 HOUR;
+WHERE ingest_time >= now64(6) - INTERVAL 1 DAY;
