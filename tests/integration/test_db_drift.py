@@ -75,17 +75,17 @@ def test_a_changed_retention_is_reported_by_status_and_applied_by_migrate(stack,
     assert invoke("db", "status", env=env).exit_code == 1
 
 
-def trades_for(symbol: str, first_id: int, count: int) -> list[Trade]:
+def trades_for(symbol: str, first_id: int, count: int, exchange: str = "binance") -> list[Trade]:
     now_us = time.time_ns() // 1000
-    return [Trade(exchange="binance", symbol=symbol, exchange_symbol=symbol.replace("/", ""), trade_id=str(i),
+    return [Trade(exchange=exchange, symbol=symbol, exchange_symbol=symbol.replace("/", ""), trade_id=str(i),
                   trade_seq=i, price=Decimal("10.25") + i, quantity=Decimal("0.5"), side="buy",
                   trade_time=now_us + i, event_time=now_us + i, receive_time=now_us + i, raw_partition=0, raw_offset=i)
             for i in range(first_id, first_id + count)]
 
 
-def bronze_rows(client, symbol: str | None = None) -> int:
+def bronze_rows(client, symbol: str | None = None, exchange: str = "binance") -> int:
     where = "WHERE symbol = {s:String}" if symbol else ""
-    return client.command(f"SELECT count() FROM {tables.bronze('binance')} {where}", parameters={"s": symbol or ""})
+    return client.command(f"SELECT count() FROM {tables.bronze(exchange)} {where}", parameters={"s": symbol or ""})
 
 
 def wait_until(predicate, timeout_s: float, what: str) -> None:
@@ -149,3 +149,37 @@ def test_a_changed_broker_list_recreates_the_kafka_tables_which_resume_from_thei
     publish(last)
     wait_until(lambda: bronze_rows(client, symbol) >= 160, 90, "trades after the second re-create")
     assert bronze_rows(client, symbol) == 160
+
+
+def test_a_kafka_table_left_missing_by_an_interrupted_recreate_is_created_and_resumes(migrated):
+    settings = migrated
+    client = connect(settings)
+    topic = topics.normalized("kraken")
+    ensure_topics(settings, topics.PIPELINE_TOPICS)
+    codec = TradeAvroCodec(asyncio.run(register_trade_schema(settings, topic)))
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+    symbol = f"M{uuid.uuid4().hex[:8].upper()}/USD"
+
+    def publish(batch: list[Trade]) -> None:
+        for trade in batch:
+            producer.produce(topic, codec.encode(trade), trade.symbol.encode())
+        assert producer.flush(30) == 0
+
+    publish(trades_for(symbol, 1, 20, "kraken"))
+    wait_until(lambda: bronze_rows(client, symbol, "kraken") == 20, 90, "the first trades in Bronze")
+    bronze_before = bronze_rows(client, exchange="kraken")
+    client.command(f"DROP TABLE {tables.kafka('kraken')}")  # as a re-create interrupted after its DROP leaves it
+    publish(trades_for(symbol, 101, 20, "kraken"))
+
+    status = invoke("db", "status")
+    assert status.exit_code == 1, status.output
+    assert f"drift    {tables.kafka('kraken')}: missing" in status.output
+    migrate = invoke("db", "migrate")
+    assert migrate.exit_code == 0, migrate.output
+    assert f"fixed   {tables.kafka('kraken')}: CREATE TABLE IF NOT EXISTS {tables.kafka('kraken')}" in migrate.output
+
+    wait_until(lambda: bronze_rows(client, symbol, "kraken") >= 40, 90, "the trades published while it was missing")
+    time.sleep(2)
+    assert bronze_rows(client, symbol, "kraken") == 40
+    assert bronze_rows(client, exchange="kraken") == bronze_before + 20
+    assert invoke("db", "status").exit_code == 0
