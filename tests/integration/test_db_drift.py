@@ -169,12 +169,13 @@ def test_a_kafka_table_left_missing_by_an_interrupted_recreate_is_created_and_re
     wait_until(lambda: bronze_rows(client, symbol, "kraken") == 20, 90, "the first trades in Bronze")
     bronze_before = bronze_rows(client, exchange="kraken")
     client.command(f"DROP TABLE {tables.kafka('kraken')}")  # as a re-create interrupted after its DROP leaves it
-    publish(trades_for(symbol, 101, 20, "kraken"))
-
-    status = invoke("db", "status")
-    assert status.exit_code == 1, status.output
-    assert f"drift    {tables.kafka('kraken')}: missing" in status.output
-    migrate = invoke("db", "migrate")
+    try:
+        publish(trades_for(symbol, 101, 20, "kraken"))
+        status = invoke("db", "status")
+        assert status.exit_code == 1, status.output
+        assert f"drift    {tables.kafka('kraken')}: missing" in status.output
+    finally:
+        migrate = invoke("db", "migrate")
     assert migrate.exit_code == 0, migrate.output
     assert f"fixed   {tables.kafka('kraken')}: CREATE TABLE IF NOT EXISTS {tables.kafka('kraken')}" in migrate.output
 
