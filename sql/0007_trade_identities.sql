@@ -19,8 +19,9 @@
 -- Every statement may run again: re-running an insert only adds identities the
 -- ReplacingMergeTree folds.
 --
--- Exchanges: statements 4 are per exchange, literal and identical in shape; a new
--- exchange's migration creates its Bronze -> Silver view with this check directly.
+-- Exchanges: statements 4 are per exchange, literal and identical in shape. Every
+-- exchange whose Bronze migration comes before this one needs its statement here;
+-- a later exchange's migration creates its Bronze -> Silver view with this check.
 
 -- One row per trade identity (exchange, symbol, trade id), with its trade time.
 -- Kept by trade time for the gold retention: every candle counting a trade has a window
