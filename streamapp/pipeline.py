@@ -103,12 +103,10 @@ ALL = (WORKER, SIMULATOR, *(_feed(exchange, False) for exchange in EXCHANGES))
 
 
 def prepare(settings: Settings) -> list[str]:
-    """Stack up, migrations applied, topics created. Returns the migrations applied now."""
+    """Stack up, migrations applied (tables in line with the settings), topics created.
+    Returns the migrations applied now."""
     services.up(settings)
-    client = connect(settings)
-    applied = []
-    for migration in migrations.pending(client, migrations.discover()):
-        migrations.apply(client, settings, migration)
-        applied.append(migration.path.name)
+    steps = migrations.migrate(connect(settings), settings)
+    applied = [step.subject for step in steps if step.kind == "applied"]
     ensure_topics(settings, topics.PIPELINE_TOPICS)
     return applied

@@ -5,6 +5,8 @@ from streamapp.exchanges import EXCHANGES
 MIGRATIONS = "schema_migrations"
 SILVER = "silver_trades"
 KAFKA_ERRORS = "kafka_errors"
+# Every trade Silver ever received, kept as long as Gold: what the Bronze -> Silver views dedup against.
+TRADE_IDENTITIES = "trade_identities"
 
 INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "1d")
 

@@ -20,9 +20,12 @@ def test_migrations_are_numbered_from_one_without_gaps():
 
 
 def test_every_statement_is_idempotent():
+    """Creates are IF NOT EXISTS; a view's query may be replaced (again: same query); identities may be
+    inserted again (a ReplacingMergeTree folds repeats)."""
     for migration in migrations.discover():
         for statement in migrations.statements(migration.text, migrations.placeholders(Settings())):
-            assert re.match(r"CREATE (MATERIALIZED VIEW|VIEW|TABLE) IF NOT EXISTS ", statement), (
+            assert re.match(r"CREATE (MATERIALIZED VIEW|VIEW|TABLE) IF NOT EXISTS "
+                            rf"|ALTER TABLE \w+_mv MODIFY QUERY\n|INSERT INTO {tables.TRADE_IDENTITIES} ", statement), (
                 migration.path.name, statement[:60])
 
 
@@ -49,7 +52,7 @@ def test_comment_lines_are_not_statements():
 
 @pytest.mark.parametrize("name", [
     *tables.KAFKA_TABLES, *tables.BRONZE_TABLES, tables.SILVER, tables.KAFKA_ERRORS,
-    *tables.GOLD_TABLES, *tables.CANDLE_VIEWS,
+    *tables.GOLD_TABLES, *tables.CANDLE_VIEWS, tables.TRADE_IDENTITIES,
 ])
 def test_every_table_the_code_names_is_created(name):
     assert re.search(rf"CREATE (TABLE|VIEW) IF NOT EXISTS {re.escape(name)}(\n| AS\n)", ALL_SQL), name
@@ -100,12 +103,48 @@ def test_each_materialized_view_selects_its_target_columns_in_order():
     """Inserts through views are positional by name; keep the lists identical and in order."""
     creates = {}
     views = []
+    targets = {}
     for statement in _statements():
         if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement):
             creates[match.group(1)] = _columns(statement)
-        elif match := re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS \w+ TO (\w+) AS", statement):
-            views.append((match.group(1), statement))
-    # per exchange: Kafka -> Bronze, Kafka -> errors, Bronze -> Silver; per interval: Silver -> Gold
-    assert len(views) == 3 * len(EXCHANGES) + len(tables.INTERVALS)
+        elif match := re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS", statement):
+            targets[match.group(1)] = match.group(2)
+            views.append((match.group(2), statement))
+        elif match := re.match(r"ALTER TABLE (\w+) MODIFY QUERY\n", statement):
+            views.append((targets[match.group(1)], statement))
+    # per exchange: Kafka -> Bronze, Kafka -> errors, Bronze -> Silver (and its new query);
+    # per interval: Silver -> Gold; Silver -> trade identities
+    assert len(views) == 4 * len(EXCHANGES) + len(tables.INTERVALS) + 1
     for target, statement in views:
         assert _selected(statement) == creates[target], (target, statement[:80])
+
+
+def _final_view_queries() -> dict[str, str]:
+    """Each materialized view's query after every migration (a later MODIFY QUERY replaces it)."""
+    queries = {}
+    for statement in _statements():
+        if match := re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO \w+ AS\n", statement):
+            queries[match.group(1)] = statement[match.end():]
+        elif match := re.match(r"ALTER TABLE (\w+) MODIFY QUERY\n", statement):
+            queries[match.group(1)] = statement[match.end():]
+    return queries
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_every_exchange_dedups_into_silver_against_every_trade_silver_ever_received(exchange):
+    """Silver forgets trades after the hot retention; trade_identities keeps them as long as Gold."""
+    views = {name: query for name, query in _final_view_queries().items()
+             if re.search(rf"\nFROM {tables.bronze(exchange)}\n", query)}
+    assert len(views) == 1, views.keys()
+    query = next(iter(views.values()))
+    assert re.search(rf"NOT IN \(\s*SELECT symbol, trade_id\s*FROM {tables.TRADE_IDENTITIES}\s*"
+                     rf"WHERE exchange = '{exchange}'", query), query
+    assert query.rstrip().endswith("LIMIT 1 BY symbol, trade_id")
+
+
+def test_trade_identities_are_recorded_from_silver_and_kept_as_long_as_gold():
+    queries = _final_view_queries()
+    assert any(re.search(rf"\nFROM {tables.SILVER}$", q) and "trade_id" in q for q in queries.values())
+    wanted = migrations.wanted_tables(Settings(gold_retention_days=1234), migrations.discover())
+    assert wanted[tables.TRADE_IDENTITIES].ttl == "toDateTime(trade_time) + INTERVAL 1234 DAY"
+    assert all(wanted[t].ttl == "window_start + INTERVAL 1234 DAY" for t in tables.GOLD_TABLES)
