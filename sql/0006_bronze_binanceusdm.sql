@@ -3,8 +3,11 @@
 -- Same shape as 0004 (binance, spot). Futures trade ids are their own sequence, unrelated
 -- to spot's, so the two markets never share Bronze, the dedup below, or Silver's identity
 -- (exchange, symbol, trade id).
--- Order: target table, the view into Silver, the Kafka-engine table, the view
--- that joins them (consumption starts with the last statement, when all exist).
+-- Order: target table, the view into Silver, the Kafka-engine table, the view into
+-- Bronze, then the errors view. A Kafka table starts consuming as soon as its first
+-- view exists, so the Bronze view comes first: a trade read before it existed would be
+-- dropped by an errors-only view with its offset committed (0004 and 0005, already
+-- applied, create the errors view first: harmless only while their topic is empty).
 CREATE TABLE IF NOT EXISTS bronze_trades_binanceusdm
 (
     exchange         LowCardinality(String),
@@ -79,12 +82,6 @@ SETTINGS
     kafka_thread_per_consumer = 1,
     kafka_num_consumers = 1;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS kafka_errors_binanceusdm_mv TO kafka_errors AS
-SELECT 'binanceusdm' AS exchange, _topic AS topic, _partition AS partition, _offset AS offset,
-       _raw_message AS raw_message, _error AS error, now64(6) AS seen_at
-FROM kafka_trades_binanceusdm
-WHERE length(_error) > 0;
-
 CREATE MATERIALIZED VIEW IF NOT EXISTS bronze_trades_binanceusdm_mv TO bronze_trades_binanceusdm AS
 SELECT
     exchange, symbol, exchange_symbol, trade_id, trade_seq, price, quantity, side,
@@ -92,3 +89,9 @@ SELECT
     _topic, _partition, _offset, _timestamp, now64(6) AS ingest_time
 FROM kafka_trades_binanceusdm
 WHERE length(_error) = 0;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS kafka_errors_binanceusdm_mv TO kafka_errors AS
+SELECT 'binanceusdm' AS exchange, _topic AS topic, _partition AS partition, _offset AS offset,
+       _raw_message AS raw_message, _error AS error, now64(6) AS seen_at
+FROM kafka_trades_binanceusdm
+WHERE length(_error) > 0;

@@ -83,6 +83,21 @@ WHERE (symbol, trade_id) NOT IN (
 )
 LIMIT 1 BY symbol, trade_id;
 
+-- binanceusdm: the same check.
+ALTER TABLE silver_from_bronze_binanceusdm_mv MODIFY QUERY
+SELECT
+    exchange, symbol, exchange_symbol, trade_id, trade_seq, price, quantity, side,
+    trade_time, event_time, receive_time, ingest_time
+FROM bronze_trades_binanceusdm
+WHERE (symbol, trade_id) NOT IN (
+    SELECT symbol, trade_id
+    FROM trade_identities
+    WHERE exchange = 'binanceusdm'
+      AND trade_time >= (SELECT min(trade_time) FROM bronze_trades_binanceusdm)
+      AND trade_time <= (SELECT max(trade_time) FROM bronze_trades_binanceusdm)
+)
+LIMIT 1 BY symbol, trade_id;
+
 INSERT INTO trade_identities (exchange, symbol, trade_id, trade_time)
 SELECT exchange, symbol, trade_id, trade_time
 FROM silver_trades
