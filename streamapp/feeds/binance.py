@@ -83,12 +83,29 @@ def classify(text: str | bytes) -> Frame:
     return Frame(Kind.UNKNOWN, detail="object without 'e', 'result' or 'error'")
 
 
-def backfill_url(rest_url: str, gap: Gap, last_time: float | None) -> str:
-    """``GET /api/v3/historicalTrades`` from the first missing id, at most 1000 trades."""
-    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, 1000)})
+def records(data: bytes, frame: Frame) -> list[tuple[str, bytes, dict[str, list[int]]]]:
+    """The raw records of one trade frame: (key, value, ids by symbol). One trade, one symbol: the frame."""
+    return [(frame.key or "", data, frame.ids)]
+
+
+BACKFILL_PAGE = 1000  # historicalTrades' largest limit
+
+
+def backfill_since(last_time: float | None) -> str | None:
+    """Binance pages by trade id, not by time: no cursor needed."""
+    return None
+
+
+def backfill_url(rest_url: str, gap: Gap, since: str | None, limit: int = BACKFILL_PAGE) -> str:
+    """``GET /api/v3/historicalTrades`` from the first missing id, at most ``limit`` (≤ 1000) trades."""
+    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, limit, BACKFILL_PAGE)})
     return f"{rest_url.rstrip('/')}/api/v3/historicalTrades?{query}"
 
 
-def backfill_ids(body: bytes) -> list[int]:
-    """Trade ids in a historicalTrades response: ``[{"id":..,"price":..,..},..]``."""
-    return [int(t["id"]) for t in orjson.loads(body)]
+def backfill_page(body: bytes) -> tuple[list[tuple[int, float | None]], str | None]:
+    """(trade id, time s) of a historicalTrades response ``[{"id":..,"price":..,"time":ms,..},..]``, and
+    no cursor (the next page starts from an id). Raises ``ValueError`` on another shape."""
+    rows = orjson.loads(body)
+    if not isinstance(rows, list):
+        raise ValueError(f"historicalTrades answered {body[:200]!r}, not an array of trades")
+    return [(int(t["id"]), t["time"] / 1000 if isinstance(t.get("time"), int) else None) for t in rows], None

@@ -135,16 +135,17 @@ def pipeline(migrated, tmp_path_factory):
 
 
 def replay_captures(logs: Path, run: str) -> list[Process]:
-    """A fresh simulator serving both captures at full speed, and a feed handler per exchange."""
+    """A fresh simulator serving both captures at full speed, and a feed handler per exchange
+    (``--no-resume``: the same trades again, even where the raw topic already holds them)."""
     port = free_port()
     kraken_symbols = sorted({t["symbol"] for t in kraken_trades()})
     simulator = Process(["exchange", "serve", "--capture", str(BINANCE_CAPTURE), "--capture", str(KRAKEN_CAPTURE),
                          "--speed", "max", "--port", str(port)], logs / f"simulator-{run}.log")
     time.sleep(1.5)
     feeds = [
-        Process(["feed", "run", "--exchange", "binance", "--symbols", "BTCUSDT", "--no-backfill",
+        Process(["feed", "run", "--exchange", "binance", "--symbols", "BTCUSDT", "--no-backfill", "--no-resume",
                  "--url", f"ws://127.0.0.1:{port}/stream", "--metrics-port", "0"], logs / f"feed-binance-{run}.log"),
-        Process(["feed", "run", "--exchange", "kraken", "--symbols", ",".join(kraken_symbols), "--no-backfill",
+        Process(["feed", "run", "--exchange", "kraken", "--symbols", ",".join(kraken_symbols), "--no-backfill", "--no-resume",
                  "--url", f"ws://127.0.0.1:{port}/v2", "--metrics-port", "0"], logs / f"feed-kraken-{run}.log"),
     ]
     return [simulator, *feeds]
