@@ -14,13 +14,16 @@ import time
 import uuid
 from types import ModuleType
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamapp.feeds import headers
 from streamapp.feeds.frames import Kind
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A topic just created has partitions whose leader is not known yet for a moment.
+_NOT_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
 
 
 def last_published(settings: Settings, topic: str, protocol: ModuleType, symbols: list[str], *,
@@ -43,7 +46,7 @@ def last_published(settings: Settings, topic: str, protocol: ModuleType, symbols
         if meta is None or meta.error is not None:
             log.info("%s: raw topic %s not found: starting without memory", protocol.EXCHANGE, topic)
             return found
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in meta.partitions}
+        marks = {p: watermarks(consumer, topic, p, began + timeout_s) for p in meta.partitions}
         start = {p: high for p, (_low, high) in marks.items()}  # read so far: [start, high)
         while wanted - set(found) and read < max_records:
             region = {p: (max(marks[p][0], start[p] - window), start[p]) for p in marks}
@@ -61,6 +64,17 @@ def last_published(settings: Settings, topic: str, protocol: ModuleType, symbols
     log.info("%s: read %d records of %s in %.2fs: last published trade found for %d of %d symbols",
              protocol.EXCHANGE, read, topic, time.monotonic() - began, len(found), len(wanted))
     return found
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asked again while its leader is not there yet (a new topic)."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _read(consumer: Consumer, topic: str, region: dict[int, tuple[int, int]], protocol: ModuleType,

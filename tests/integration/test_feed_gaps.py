@@ -21,6 +21,7 @@ from streamapp.clients.kafka import ensure_topics
 from streamapp.feeds import headers, metrics
 from streamapp.feeds.gaps import Gap
 from streamapp.feeds.handler import FeedHandler, FeedOptions
+from streamapp.feeds.resume import watermarks
 from streamapp.normalize import binance as normalize_binance
 from streamapp.normalize import kraken as normalize_kraken
 from streamapp.normalize.symbols import DEFAULT_BINANCE_MAP, DEFAULT_KRAKEN_MAP
@@ -47,7 +48,7 @@ def read_topic(settings: Settings, topic: str) -> list:
         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        ends = {p: watermarks(consumer, topic, p, time.monotonic() + 10)[1] for p in meta.partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
         records, seen = [], dict.fromkeys(ends, 0)
         deadline = time.monotonic() + 20
