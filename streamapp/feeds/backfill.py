@@ -11,6 +11,7 @@ backoff, then the range is given up: counted (``streamapp_feed_backfill_failed_r
 page the producer refuses (buffer full) is published again later; one whose delivery
 fails comes back as a new gap (:mod:`streamapp.feeds.handler`). Pages follow the exchange's
 paging: Binance by id (``fromId``), Kraken by time (``since`` = the last page's ``last``).
+Queued gaps of a symbol that one page covers are fetched together.
 """
 
 from __future__ import annotations
@@ -116,9 +117,33 @@ class Backfiller:
         log.error("%s: backfill FAILED range %s %d-%d (%d trades): %s", self.exchange, gap.symbol, gap.first,
                   gap.last, gap.size, why)
 
+    def _coalesce(self, job: _Job) -> _Job:
+        """``job`` merged with the queued jobs of its symbol that one page from its start covers: many
+        small gaps (a producer refusing every other frame) cost a few requests, not one each. The ids
+        published live in between come again; Silver deduplicates them."""
+        others: list[_Job] = []
+        while not self._queue.empty():
+            others.append(self._queue.get_nowait())
+            self._queue.task_done()
+        others.sort(key=lambda j: j.gap.first)
+        rest = []
+        for other in others:
+            gap = job.gap
+            span = max(gap.last, other.gap.last) - min(gap.first, other.gap.first) + 1
+            if other.gap.symbol == gap.symbol and span <= self._page:
+                since = [c for c in (job.since, other.since) if c is not None]
+                job = _Job(Gap(gap.symbol, min(gap.first, other.gap.first), max(gap.last, other.gap.last)),
+                           min(since, key=int) if since else None, min(job.empty, other.empty),
+                           min(job.refused, other.refused))
+            else:
+                rest.append(other)
+        for other in rest:
+            self._queue.put_nowait(other)
+        return job
+
     async def _work(self) -> None:
         while True:
-            job = await self._queue.get()
+            job = self._coalesce(await self._queue.get())
             self._busy = True
             try:
                 await self._fill(job)
@@ -173,6 +198,8 @@ class Backfiller:
         metrics.BACKFILLED.labels(self.exchange).inc(len(ids))
         log.info("%s: backfilled %d of %d missing trades of %s (%d-%d)", self.exchange, len(ids), gap.size,
                  gap.symbol, gap.first, gap.last)
+        if min(ids) > gap.first:  # paged by time from too late a start: the head is not in any later page
+            self._give_up(Gap(gap.symbol, gap.first, min(ids) - 1), f"the page {url} starts after them")
         if max(ids) < gap.last:  # paged: ask for the rest
             self._queue.put_nowait(_Job(Gap(gap.symbol, max(ids) + 1, gap.last), next_since))
 

@@ -6,8 +6,9 @@ Wiring only: protocol module (what frames mean) + :class:`~streamapp.feeds.trans
 
 The gap tracker stands for what was published. At start it resumes from the raw topic's
 tail (:mod:`streamapp.feeds.resume`), so trades missed while the feed was down are a gap.
-A frame the producer refuses is taken back from the tracker, so its ids open the next gap;
-a record whose delivery fails later (reported from the producer's thread) becomes a gap of
+A frame the producer refuses is taken back from the tracker, so its ids open the next gap
+(or, if no frame of that symbol comes within a second, are a gap by themselves); a record
+whose delivery fails later (reported from the producer's thread) becomes a gap of
 its own ids, merged with its neighbours, on the event loop. All gaps go to the backfiller.
 """
 
@@ -84,6 +85,10 @@ class RawTopicSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failed_lock = threading.Lock()
         self._failed: list[tuple[str, int, int, float | None]] = []  # from the producer's thread
+        # Refused ids no later frame has shown as a gap yet: backfilled after refused_grace_s anyway.
+        self._refused: dict[str, tuple[int, int, float | None]] = {}
+        self._refused_timer: asyncio.TimerHandle | None = None
+        self.refused_grace_s = 1.0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop that failed deliveries are handed to."""
@@ -106,6 +111,8 @@ class RawTopicSink:
         fresh: list[tuple[str, int, int, float | None]] = []  # symbol, first and last new id, time before them
         for symbol, ids in ids_by_symbol.items():
             seen = self.tracker.observe(symbol, ids)
+            if seen.new:  # its gap (or the ids themselves) covers what was refused before
+                self._refused.pop(symbol, None)
             for gap in seen.gaps:
                 self._gap(gap, f"before a frame on {conn_id}", self._last_time.get(symbol))
             if seen.new:
@@ -120,8 +127,14 @@ class RawTopicSink:
             (headers.SOURCE, headers.SOURCE_WS),
         ], "trade", received, on_failed=lambda _err: self._delivery_failed(fresh))
         if not accepted:  # not published: its ids are the start of the next gap
-            for symbol, first, _last, _at in fresh:
+            for symbol, first, last, at in fresh:
                 self.tracker.unpublished(symbol, first)
+                if symbol in last_time:  # the first frame of a symbol: its time is the best reference there is
+                    self._last_time.setdefault(symbol, last_time[symbol])
+                pending = self._refused.get(symbol)
+                self._refused[symbol] = (first, last, at) if pending is None else (pending[0], last, pending[2])
+            if self._refused_timer is None and self._loop is not None:
+                self._refused_timer = self._loop.call_later(self.refused_grace_s, self._flush_refused)
             return
         for symbol, *_ in fresh:
             if symbol in last_time:
@@ -146,6 +159,14 @@ class RawTopicSink:
         except (AssertionError, RuntimeError):  # no loop any more (shutdown): a restart finds the gap
             log.error("%s: trades %s not delivered and not backfilled in this run", self.exchange,
                       ", ".join(f"{s} {a}-{b}" for s, a, b, _ in ranges))
+
+    def _flush_refused(self) -> None:
+        """Refused ids that no frame has shown as a gap since (the symbol went quiet): backfill them now."""
+        self._refused_timer = None
+        refused, self._refused = self._refused, {}
+        for symbol, (first, last, at) in refused.items():
+            self.tracker.resume(symbol, last)  # being backfilled: the next frame continues after them
+            self._gap(Gap(symbol, first, last), "refused by the producer (no frame since)", at)
 
     def _flush_failed(self) -> None:
         """Merge the failed ranges reported so far per symbol (adjacent ones too) and backfill them."""
