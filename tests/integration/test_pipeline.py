@@ -145,8 +145,9 @@ def replay_captures(logs: Path, run: str) -> list[Process]:
     feeds = [
         Process(["feed", "run", "--exchange", "binance", "--symbols", "BTCUSDT", "--no-backfill", "--no-resume",
                  "--url", f"ws://127.0.0.1:{port}/stream", "--metrics-port", "0"], logs / f"feed-binance-{run}.log"),
-        Process(["feed", "run", "--exchange", "kraken", "--symbols", ",".join(kraken_symbols), "--no-backfill", "--no-resume",
-                 "--url", f"ws://127.0.0.1:{port}/v2", "--metrics-port", "0"], logs / f"feed-kraken-{run}.log"),
+        Process(["feed", "run", "--exchange", "kraken", "--symbols", ",".join(kraken_symbols), "--no-backfill",
+                 "--no-resume", "--url", f"ws://127.0.0.1:{port}/v2", "--metrics-port", "0"],
+                logs / f"feed-kraken-{run}.log"),
     ]
     return [simulator, *feeds]
 
