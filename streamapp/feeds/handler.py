@@ -154,9 +154,10 @@ class RawTopicSink:
         with self._failed_lock:
             self._failed.extend(ranges)
         try:
-            assert self._loop is not None
+            if self._loop is None:
+                raise RuntimeError("no event loop bound")
             self._loop.call_soon_threadsafe(self._flush_failed)
-        except (AssertionError, RuntimeError):  # no loop any more (shutdown): a restart finds the gap
+        except RuntimeError:  # no loop any more (shutdown): a restart finds the gap
             log.error("%s: trades %s not delivered and not backfilled in this run", self.exchange,
                       ", ".join(f"{s} {a}-{b}" for s, a, b, _ in ranges))
 
@@ -193,9 +194,10 @@ class RawTopicSink:
         log.error("%s: backfill of %s %d-%d not delivered: backfilling it again", self.exchange, gap.symbol,
                   gap.first, gap.last)
         try:
-            assert self._loop is not None and self.backfiller is not None
+            if self._loop is None or self.backfiller is None:
+                raise RuntimeError("no event loop or backfiller")
             self._loop.call_soon_threadsafe(self.backfiller.resubmit, gap, since)
-        except (AssertionError, RuntimeError):
+        except RuntimeError:
             log.error("%s: trades %s %d-%d not delivered and not backfilled in this run", self.exchange, gap.symbol,
                       gap.first, gap.last)
 
