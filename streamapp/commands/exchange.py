@@ -20,6 +20,10 @@ def exchange() -> None:
               help="Capture file(s) to replay (captures/*.jsonl.gz or `feed record` output). Repeat for more.")
 @click.option("--speed", default="max", show_default=True,
               help="Replay speed: 1 (as recorded), 10 (ten times faster), any factor, or max.")
+@click.option("--live", is_flag=True,
+              help="Run the streams on the wall clock from the first subscription, listened to or not, as a real exchange: a "
+                   "client that reconnects misses what was sent meanwhile (default: it resumes where it stopped). "
+                   "Needs a finite --speed.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help="Port (default: setting simulator_port, 9200).")
 @click.option("--drop-every", type=int, default=0, help="Abort the connection after every N trade frames.")
@@ -32,7 +36,7 @@ def exchange() -> None:
               help="Announce serverShutdown (binance) and close 2 s later, after every N trade frames.")
 @click.option("--max-connection-seconds", type=float, default=0,
               help="Close every connection after this long (Binance's 24 h cut-off, shortened).")
-def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, malformed_every, skip_every,
+def serve(captures, speed, live, host, port, drop_every, stall_every, stall_seconds, malformed_every, skip_every,
           skip_count, shutdown_every, max_connection_seconds) -> None:
     """Serve captures over WebSocket, each as the exchange its lines name: Binance spot on /stream,
     Binance USDⓈ-M futures on /fstream/stream, Kraken v2 on /v2; REST history on
@@ -58,7 +62,9 @@ def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, m
     faults = Faults(drop_every=drop_every, stall_every=stall_every, stall_s=stall_seconds,
                     malformed_every=malformed_every, skip_every=skip_every, skip_count=skip_count,
                     shutdown_every=shutdown_every, max_connection_s=max_connection_seconds)
-    simulator = Simulator(timelines, speed=factor, faults=faults)
+    if live and factor == float("inf"):
+        raise click.BadParameter("--live needs a finite speed (1, 10, ...), not max", param_hint="--speed")
+    simulator = Simulator(timelines, speed=factor, faults=faults, live=live)
     port = port or get_settings().simulator_port
     for name, timeline in timelines.items():
         if timeline.items:

@@ -55,13 +55,16 @@ def feed() -> None:
 @click.option("--backfill/--no-backfill", default=None,
               help="Backfill gaps from REST, or only detect and count them (offline runs). "
                    "Default: setting feed_backfill (STREAMAPP_FEED_BACKFILL, true unless set).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Start from the last trade id per symbol on the raw topic, so trades missed while the feed was "
+                   "down are a gap (backfilled). --no-resume: start without memory (replaying a capture again).")
 @click.option("--create-topic/--no-create-topic", default=True, show_default=True,
               help="Create the raw topic first if it is missing.")
 @click.option("--max-connection-age", type=float,
               help="Rotate connections after this many seconds, with an overlap (binance, binanceusdm default 23 h).")
 @click.option("--metrics-port", type=int, help="Serve /metrics here (default: setting feed_metrics_port; 0: off).")
 def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, backfill_url, backfill,
-        create_topic, max_connection_age, metrics_port) -> None:
+        resume, create_topic, max_connection_age, metrics_port) -> None:
     """Publish every trade frame, byte for byte, to the exchange's raw topic until Ctrl-C.
 
     The producer buffers up to setting feed_max_buffered_records (STREAMAPP_FEED_MAX_BUFFERED_RECORDS)
@@ -84,7 +87,7 @@ def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, bac
         exchange=exchange, symbols=symbols, url=url or settings.feed_ws_url(exchange), topic=topic,
         rest_url=(backfill_url or settings.feed_rest_url(exchange)) if backfill else None,
         symbols_per_connection=symbols_per_connection, idle_timeout_s=idle_timeout,
-        max_connection_age_s=-1.0 if max_connection_age is None else max_connection_age)
+        max_connection_age_s=-1.0 if max_connection_age is None else max_connection_age, resume=resume)
     handler = FeedHandler(settings, options)
     if create_topic:
         ensure_topics(settings, [topic or topics.raw(exchange)])

@@ -35,7 +35,7 @@ MAX_CONNECTION_AGE_S = 23 * 3600.0
 DEFAULT_IDLE_TIMEOUT_S = 30.0
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
 HISTORY_PATH = "/api/v3/historicalTrades"  # trades by id: ?symbol=&fromId=&limit=
-HISTORY_LIMIT = 1000  # the endpoint's maximum page
+BACKFILL_PAGE = 1000  # the endpoint's maximum page (historicalTrades' largest limit)
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -88,17 +88,32 @@ def classify(text: str | bytes) -> Frame:
     return Frame(Kind.UNKNOWN, detail="object without 'e', 'result' or 'error'")
 
 
-def history_url(rest_url: str, path: str, limit: int, gap: Gap) -> str:
-    """``GET <path>?symbol=&fromId=&limit=``: the gap's trades from its first missing id, ``limit`` at most."""
-    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, limit)})
+def records(data: bytes, frame: Frame) -> list[tuple[str, bytes, dict[str, list[int]]]]:
+    """The raw records of one trade frame: (key, value, ids by symbol). One trade, one symbol: the frame."""
+    return [(frame.key or "", data, frame.ids)]
+
+
+def backfill_since(last_time: float | None) -> str | None:
+    """Binance pages by trade id, not by time: no cursor needed."""
+    return None
+
+
+def history_url(rest_url: str, path: str, page: int, gap: Gap, limit: int) -> str:
+    """``GET <path>?symbol=&fromId=&limit=``: the gap's trades from its first missing id, at most
+    ``limit`` and never more than the endpoint's ``page``."""
+    query = urlencode({"symbol": gap.symbol, "fromId": gap.first, "limit": min(gap.size, limit, page)})
     return f"{rest_url.rstrip('/')}{path}?{query}"
 
 
-def backfill_url(rest_url: str, gap: Gap, last_time: float | None) -> str:
-    """``GET /api/v3/historicalTrades`` from the first missing id, at most 1000 trades."""
-    return history_url(rest_url, HISTORY_PATH, HISTORY_LIMIT, gap)
+def backfill_url(rest_url: str, gap: Gap, since: str | None, limit: int = BACKFILL_PAGE) -> str:
+    """``GET /api/v3/historicalTrades`` from the first missing id, at most ``limit`` (≤ 1000) trades."""
+    return history_url(rest_url, HISTORY_PATH, BACKFILL_PAGE, gap, limit)
 
 
-def backfill_ids(body: bytes) -> list[int]:
-    """Trade ids in a historicalTrades response (spot and futures): ``[{"id":..,"price":..,..},..]``."""
-    return [int(t["id"]) for t in orjson.loads(body)]
+def backfill_page(body: bytes) -> tuple[list[tuple[int, float | None]], str | None]:
+    """(trade id, time s) of a historicalTrades response (spot and futures) ``[{"id":..,"price":..,"time":ms,..},..]``,
+    and no cursor (the next page starts from an id). Raises ``ValueError`` on another shape."""
+    rows = orjson.loads(body)
+    if not isinstance(rows, list):
+        raise ValueError(f"historicalTrades answered {body[:200]!r}, not an array of trades")
+    return [(int(t["id"]), t["time"] / 1000 if isinstance(t.get("time"), int) else None) for t in rows], None

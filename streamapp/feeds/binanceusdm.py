@@ -23,11 +23,13 @@ from streamapp.feeds.binance import (  # noqa: F401 - the protocol interface, sh
     DEFAULT_SYMBOLS_PER_CONNECTION,
     MAX_CONNECTION_AGE_S,
     MAX_SYMBOLS_PER_CONNECTION,
-    backfill_ids,
+    backfill_page,
+    backfill_since,
     classify,
     history_url,
     normalize_symbol,
     probe_message,
+    records,
     subscribe_messages,
 )
 from streamapp.feeds.gaps import Gap
@@ -36,9 +38,9 @@ EXCHANGE = BINANCEUSDM
 DEFAULT_URL = "wss://fstream.binance.com/stream"
 DEFAULT_REST_URL = "https://fapi.binance.com"
 HISTORY_PATH = "/fapi/v1/historicalTrades"
-HISTORY_LIMIT = 500  # the futures endpoint's maximum page
+BACKFILL_PAGE = 500  # the futures endpoint's maximum page
 
 
-def backfill_url(rest_url: str, gap: Gap, last_time: float | None) -> str:
-    """``GET /fapi/v1/historicalTrades`` from the first missing id, at most 500 trades."""
-    return history_url(rest_url, HISTORY_PATH, HISTORY_LIMIT, gap)
+def backfill_url(rest_url: str, gap: Gap, since: str | None, limit: int = BACKFILL_PAGE) -> str:
+    """``GET /fapi/v1/historicalTrades`` from the first missing id, at most ``limit`` (≤ 500) trades."""
+    return history_url(rest_url, HISTORY_PATH, BACKFILL_PAGE, gap, limit)

@@ -3,6 +3,13 @@
 Wiring only: protocol module (what frames mean) + :class:`~streamapp.feeds.transport.FeedRunner`
 (connections) + :class:`~streamapp.feeds.gaps.GapTracker` + :class:`~streamapp.feeds.producer.Publisher`
 + optional :class:`~streamapp.feeds.backfill.Backfiller`.
+
+The gap tracker stands for what was published. At start it resumes from the raw topic's
+tail (:mod:`streamapp.feeds.resume`), so trades missed while the feed was down are a gap.
+A frame the producer refuses is taken back from the tracker, so its ids open the next gap
+(or, if no frame of that symbol comes within a second, are a gap by themselves); a record
+whose delivery fails later (reported from the producer's thread) becomes a gap of
+its own ids, merged with its neighbours, on the event loop. All gaps go to the backfiller.
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from dataclasses import dataclass, field
 from types import ModuleType
 
 from streamapp import topics
 from streamapp.errors import StreamappError
-from streamapp.feeds import binance, binanceusdm, headers, kraken, metrics
+from streamapp.feeds import binance, binanceusdm, headers, kraken, metrics, resume
 from streamapp.feeds.backfill import Backfiller
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap, GapTracker
@@ -55,49 +63,143 @@ class FeedOptions:
     message_timeout_s: float | None = None  # default: setting feed_message_timeout_s
     flush_timeout_s: float = 30.0
     producer_config: dict[str, object] = field(default_factory=dict)
+    resume: bool = True                     # start from the last trade ids on the raw topic
+    backfill_page_size: int | None = None   # trades per REST page; default: the exchange's largest
 
 
 class RawTopicSink:
-    """Publishes trade frames (new ids only) with receive-time and connection headers; finds gaps."""
+    """Publishes trade frames (new ids only) with receive-time and connection headers; finds gaps,
+    in what was received and in what was not published."""
 
-    def __init__(self, exchange: str, topic: str, publisher: Publisher, backfiller: Backfiller | None):
+    def __init__(self, exchange: str, topic: str, publisher: Publisher, backfiller: Backfiller | None,
+                 protocol: ModuleType | None = None):
         self.exchange = exchange
         self.topic = topic
         self.publisher = publisher
         self.backfiller = backfiller
+        self.protocol = protocol or protocol_for(exchange)
         self.tracker = GapTracker()
         self.gaps: list[Gap] = []
         self.duplicates = 0
         self._last_time: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed_lock = threading.Lock()
+        self._failed: list[tuple[str, int, int, float | None]] = []  # from the producer's thread
+        # Refused ids no later frame has shown as a gap yet: backfilled after refused_grace_s anyway.
+        self._refused: dict[str, tuple[int, int, float | None]] = {}
+        self._refused_timer: asyncio.TimerHandle | None = None
+        self.refused_grace_s = 1.0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop that failed deliveries are handed to."""
+        self._loop = loop
+
+    def resume(self, symbol: str, last_id: int, last_time: float | None) -> None:
+        self.tracker.resume(symbol, last_id)
+        if last_time is not None:
+            self._last_time.setdefault(symbol, last_time)
+        log.info("%s: %s resumes after trade id %d, the last on %s", self.exchange, symbol, last_id, self.topic)
 
     def handle(self, conn_id: str, receive_us: int, received: float, data: bytes, frame: Frame) -> None:
         if frame.kind is not Kind.TRADE:
             return
-        new = False
-        for symbol, ids in frame.ids.items():
+        for key, value, ids in self.protocol.records(data, frame):
+            self._publish_trades(conn_id, receive_us, received, key, value, ids, frame.last_time)
+
+    def _publish_trades(self, conn_id: str, receive_us: int, received: float, key: str, value: bytes,
+                        ids_by_symbol: dict[str, list[int]], last_time: dict[str, float]) -> None:
+        fresh: list[tuple[str, int, int, float | None]] = []  # symbol, first and last new id, time before them
+        for symbol, ids in ids_by_symbol.items():
             seen = self.tracker.observe(symbol, ids)
-            new = new or seen.new
+            if seen.new:  # its gap (or the ids themselves) covers what was refused before
+                self._refused.pop(symbol, None)
             for gap in seen.gaps:
-                self.gaps.append(gap)
-                metrics.GAPS.labels(self.exchange).inc()
-                metrics.GAP_TRADES.labels(self.exchange).inc(gap.size)
-                log.warning("%s: GAP in %s trade ids: %d-%d (%d missing) before a frame on %s", self.exchange,
-                            symbol, gap.first, gap.last, gap.size, conn_id)
-                if self.backfiller is not None:
-                    self.backfiller.submit(gap, self._last_time.get(symbol))
-        self._last_time.update(frame.last_time)
-        if not new:
+                self._gap(gap, f"before a frame on {conn_id}", self._last_time.get(symbol))
+            if seen.new:
+                fresh.append((symbol, seen.first_new, seen.last_new, self._last_time.get(symbol)))
+        if not fresh:
             self.duplicates += 1
             metrics.DUPLICATES.labels(self.exchange).inc()
             return
-        self.publisher.publish(self.topic, frame.key or "", data, [
+        accepted = self.publisher.publish(self.topic, key, value, [
             (headers.RECEIVE_TIME_US, str(receive_us).encode()),
             (headers.CONNECTION_ID, conn_id.encode()),
             (headers.SOURCE, headers.SOURCE_WS),
-        ], "trade", received)
+        ], "trade", received, on_failed=lambda _err: self._delivery_failed(fresh))
+        if not accepted:  # not published: its ids are the start of the next gap
+            for symbol, first, last, at in fresh:
+                self.tracker.unpublished(symbol, first)
+                if symbol in last_time:  # the first frame of a symbol: its time is the best reference there is
+                    self._last_time.setdefault(symbol, last_time[symbol])
+                pending = self._refused.get(symbol)
+                self._refused[symbol] = (first, last, at) if pending is None else (pending[0], last, pending[2])
+            if self._refused_timer is None and self._loop is not None:
+                self._refused_timer = self._loop.call_later(self.refused_grace_s, self._flush_refused)
+            return
+        for symbol, *_ in fresh:
+            if symbol in last_time:
+                self._last_time[symbol] = last_time[symbol]
 
-    def publish_backfill(self, key: str, body: bytes, hdrs: list[tuple[str, bytes]], received: float) -> None:
-        self.publisher.publish(self.topic, key, body, hdrs, "backfill", received)
+    def _gap(self, gap: Gap, where: str, last_time: float | None) -> None:
+        self.gaps.append(gap)
+        metrics.GAPS.labels(self.exchange).inc()
+        metrics.GAP_TRADES.labels(self.exchange).inc(gap.size)
+        log.warning("%s: GAP in %s trade ids: %d-%d (%d missing) %s", self.exchange, gap.symbol, gap.first,
+                    gap.last, gap.size, where)
+        if self.backfiller is not None:
+            self.backfiller.submit(gap, last_time)
+
+    def _delivery_failed(self, ranges: list[tuple[str, int, int, float | None]]) -> None:
+        """Producer thread: a published record was given up. Its ids become a gap, on the loop."""
+        with self._failed_lock:
+            self._failed.extend(ranges)
+        try:
+            if self._loop is None:
+                raise RuntimeError("no event loop bound")
+            self._loop.call_soon_threadsafe(self._flush_failed)
+        except RuntimeError:  # no loop any more (shutdown): a restart finds the gap
+            log.error("%s: trades %s not delivered and not backfilled in this run", self.exchange,
+                      ", ".join(f"{s} {a}-{b}" for s, a, b, _ in ranges))
+
+    def _flush_refused(self) -> None:
+        """Refused ids that no frame has shown as a gap since (the symbol went quiet): backfill them now."""
+        self._refused_timer = None
+        refused, self._refused = self._refused, {}
+        for symbol, (first, last, at) in refused.items():
+            self.tracker.resume(symbol, last)  # being backfilled: the next frame continues after them
+            self._gap(Gap(symbol, first, last), "refused by the producer (no frame since)", at)
+
+    def _flush_failed(self) -> None:
+        """Merge the failed ranges reported so far per symbol (adjacent ones too) and backfill them."""
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        merged: list[list] = []
+        for symbol, first, last, at in sorted(failed, key=lambda r: (r[0], r[1])):
+            if merged and merged[-1][0] == symbol and first <= merged[-1][2] + 1:
+                top = merged[-1]
+                top[2] = max(top[2], last)
+                top[3] = at if top[3] is None else (top[3] if at is None else min(top[3], at))
+            else:
+                merged.append([symbol, first, last, at])
+        for symbol, first, last, at in merged:
+            self._gap(Gap(symbol, first, last), "not delivered (delivery failed)", at)
+
+    def publish_backfill(self, key: str, body: bytes, hdrs: list[tuple[str, bytes]], received: float, gap: Gap,
+                         since: str | None) -> bool:
+        return self.publisher.publish(self.topic, key, body, hdrs, "backfill", received,
+                                      on_failed=lambda _err: self._backfill_failed(gap, since))
+
+    def _backfill_failed(self, gap: Gap, since: str | None) -> None:
+        """Producer thread: a backfill page was given up; fetch and publish its range again."""
+        log.error("%s: backfill of %s %d-%d not delivered: backfilling it again", self.exchange, gap.symbol,
+                  gap.first, gap.last)
+        try:
+            if self._loop is None or self.backfiller is None:
+                raise RuntimeError("no event loop or backfiller")
+            self._loop.call_soon_threadsafe(self.backfiller.resubmit, gap, since)
+        except RuntimeError:
+            log.error("%s: trades %s %d-%d not delivered and not backfilled in this run", self.exchange, gap.symbol,
+                      gap.first, gap.last)
 
     def close(self) -> None:
         pass
@@ -143,9 +245,16 @@ class FeedHandler:
             s, o.exchange, extra_config=o.producer_config,
             max_buffered=s.feed_max_buffered_records if o.max_buffered is None else o.max_buffered,
             message_timeout_s=s.feed_message_timeout_s if o.message_timeout_s is None else o.message_timeout_s)
-        self.sink = RawTopicSink(o.exchange, self.topic, self.publisher, None)
+        self.sink = RawTopicSink(o.exchange, self.topic, self.publisher, None, self.protocol)
+        self.sink.bind(asyncio.get_running_loop())
+        if o.resume:
+            found = await asyncio.to_thread(resume.last_published, s, self.topic, self.protocol, self.config.symbols)
+            for symbol, (last_id, last_time) in found.items():
+                self.sink.resume(symbol, last_id, last_time)
+            metrics.RESUMED.labels(o.exchange).set(len(found))
         if o.rest_url:
-            self.backfiller = Backfiller(self.protocol, o.rest_url, self.sink.publish_backfill)
+            self.backfiller = Backfiller(self.protocol, o.rest_url, self.sink.publish_backfill,
+                                         page_size=o.backfill_page_size)
             self.sink.backfiller = self.backfiller
             self.backfiller.start()
         self.runner = FeedRunner(self.config, self.protocol, self.sink)

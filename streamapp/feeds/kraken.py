@@ -10,10 +10,17 @@ A trade frame (format from docs.kraken.com/api/docs/websocket-v2/trade)::
 ``snapshot: true``) or ``update``. Control frames: ``{"channel":"heartbeat"}`` (every
 second while subscribed), ``{"channel":"status",...}``, ``{"method":"subscribe",
 "success":true,...}`` acks, ``{"method":"pong",...}`` and ``{"error":..,"success":false}``.
+
+A frame is documented to carry one symbol's trades, but its format allows several. Such a
+frame is split into one record per symbol (:func:`records`), each keyed by its symbol and
+holding the frame's own bytes with only that symbol's trade objects in ``data``: a raw
+record never carries two symbols, so each symbol's trades stay in order in one partition.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -94,19 +101,98 @@ def classify(text: str | bytes) -> Frame:
     return Frame(Kind.UNKNOWN, detail=f"channel {channel!r} method {method!r}")
 
 
-def backfill_url(rest_url: str, gap: Gap, last_time: float | None) -> str | None:
-    """``GET /0/public/Trades`` since the last trade before the gap (Kraken pages by time,
-    not by id; the normalizer keeps only the ids in the record's backfill range)."""
+_WS = re.compile(r"[ \t\n\r]*")
+_SCANNER = json.JSONDecoder()
+
+
+def _data_array(text: str) -> tuple[int, int, list[tuple[int, int]]]:
+    """Where the top-level ``"data"`` array of a frame is: (index of ``[``, index of ``]``,
+    (start, end) of each element), so elements can be cut out byte for byte."""
+    def skip(i: int) -> int:
+        return _WS.match(text, i).end()
+
+    i = skip(0)
+    if text[i:i + 1] != "{":
+        raise ValueError("frame is not a JSON object")
+    i = skip(i + 1)
+    while text[i:i + 1] != "}":
+        key, i = _SCANNER.raw_decode(text, i)
+        i = skip(i)
+        if text[i:i + 1] != ":":
+            raise ValueError("':' expected after an object key")
+        i = skip(i + 1)
+        if key == "data" and text[i:i + 1] == "[":
+            start, spans = i, []
+            i = skip(i + 1)
+            while text[i:i + 1] != "]":
+                _, end = _SCANNER.raw_decode(text, i)
+                spans.append((i, end))
+                i = skip(end)
+                if text[i:i + 1] == ",":
+                    i = skip(i + 1)
+            return start, i, spans
+        _, i = _SCANNER.raw_decode(text, i)
+        i = skip(i)
+        if text[i:i + 1] == ",":
+            i = skip(i + 1)
+    raise ValueError("frame has no 'data' array")
+
+
+def records(data: bytes, frame: Frame) -> list[tuple[str, bytes, dict[str, list[int]]]]:
+    """The raw records of one trade frame: (key, value, ids by symbol), one per symbol.
+
+    A one-symbol frame is published as received. A frame with several symbols becomes one
+    record per symbol (in order of first appearance): the frame's bytes with ``data`` cut down
+    to that symbol's trade objects, each exactly as received (numbers keep their text)::
+
+        {"channel":"trade","type":"update","data":[{"symbol":"A",..},{"symbol":"B",..}]}
+        -> key A: {"channel":"trade","type":"update","data":[{"symbol":"A",..}]}, key B: ...
+    """
+    if len(frame.ids) <= 1:
+        return [(frame.key or "", data, frame.ids)]
+    text = data.decode("utf-8")
+    start, end, spans = _data_array(text)
+    symbols = [trade["symbol"] for trade in orjson.loads(data)["data"]]
+    by_symbol: dict[str, list[str]] = {}
+    for symbol, (a, b) in zip(symbols, spans):
+        by_symbol.setdefault(symbol, []).append(text[a:b])
+    return [(symbol, (text[:start + 1] + ",".join(items) + text[end:]).encode(), {symbol: frame.ids[symbol]})
+            for symbol, items in by_symbol.items()]
+
+
+BACKFILL_PAGE = 1000  # Trades' largest count
+
+
+def backfill_since(last_time: float | None) -> str | None:
+    """The first ``since`` (ns) for a gap after a trade at ``last_time`` (s): a second earlier,
+    as trades share timestamps and ``since`` is exclusive. None without a reference time."""
     if last_time is None:
         return None
+    return str(int((last_time - 1.0) * 1e9))
+
+
+def backfill_url(rest_url: str, gap: Gap, since: str | None, limit: int = BACKFILL_PAGE) -> str | None:
+    """``GET /0/public/Trades?pair=..&since=..&count=..``. Kraken pages by time, not by id: a page
+    starts after ``since`` (from :func:`backfill_since`, then the previous page's ``last``);
+    the normalizer keeps only the ids in the record's backfill range. None without ``since``."""
+    if since is None:
+        return None
     pair = gap.symbol.replace("/", "")
-    query = urlencode({"pair": pair, "since": f"{last_time:.6f}", "count": 1000})
+    query = urlencode({"pair": pair, "since": since, "count": min(limit, BACKFILL_PAGE)})
     return f"{rest_url.rstrip('/')}/0/public/Trades?{query}"
 
 
-def backfill_ids(body: bytes) -> list[int]:
-    """Trade ids in a Trades response: ``{"error":[],"result":{"<pair>":[[p,v,t,side,type,misc,id],..],"last":".."}}``."""
+def backfill_page(body: bytes) -> tuple[list[tuple[int, float | None]], str | None]:
+    """(trade id, time s) of a Trades response, and its ``last`` (the next page's ``since``)::
+
+        {"error":[],"result":{"XXBTZUSD":[["30243.40000","0.34507674",1688669597.8277369,"b","m","",61044952]],
+         "last":"1688671969993150842"}}
+
+    Raises ``ValueError`` on an error response or another shape."""
     msg = orjson.loads(body)
-    if msg.get("error"):
-        raise ValueError(f"Kraken error: {msg['error']}")
-    return [int(row[6]) for key, rows in msg["result"].items() if key != "last" for row in rows]
+    if not isinstance(msg, dict) or msg.get("error") or not isinstance(msg.get("result"), dict):
+        raise ValueError(f"Kraken Trades answered {body[:200]!r}")
+    result = msg["result"]
+    trades = [(int(row[6]), float(row[2])) for key, rows in result.items() if key != "last" for row in rows]
+    last = result.get("last")
+    return trades, str(last) if last is not None else None

@@ -3,7 +3,10 @@
 ``acks=all`` + ``enable.idempotence``: no duplicates and per-partition order across
 broker retries. While the broker is away, records wait in librdkafka's queue (bounded by
 ``max_buffered`` records / ``max_buffered_kbytes``) for up to ``message_timeout_s``; a
-full buffer makes :meth:`Publisher.publish` drop the record, count it and say so loudly.
+full buffer makes :meth:`Publisher.publish` refuse the record (False), count it and say so
+loudly. A record given up later (its delivery report is an error) is counted and handed to
+the caller's ``on_failed``, from the producer's thread. Neither is lost for good: the feed
+turns both into gaps it backfills (:mod:`streamapp.feeds.handler`).
 Batched: a background thread serves delivery reports; nothing flushes per message.
 """
 
@@ -12,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamapp.errors import StreamappError
 from streamapp.feeds import metrics
@@ -66,8 +70,11 @@ class Publisher:
         self._poller.start()
 
     def publish(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]],
-                kind: str = "trade", received_monotonic: float | None = None) -> bool:
-        """Queue one record; False (counted, logged) if the local buffer is full."""
+                kind: str = "trade", received_monotonic: float | None = None,
+                on_failed: Callable[[KafkaError], None] | None = None) -> bool:
+        """Queue one record; False (counted, logged) if the producer refuses it (buffer full).
+
+        ``on_failed(err)`` runs in the producer's thread if the record is given up later."""
         started = received_monotonic if received_monotonic is not None else time.monotonic()
         published = metrics.FRAMES_PUBLISHED.labels(self.exchange, kind)
 
@@ -82,6 +89,8 @@ class Publisher:
                     self.failed += 1
                 metrics.DROPPED.labels(self.exchange, "delivery_error").inc()
                 log.error("%s: record for %s key %s NOT delivered: %s", self.exchange, topic, key, err)
+                if on_failed is not None:
+                    on_failed(err)
 
         self.accepted += 1  # before produce: its delivery report may come first, from the poller
         try:
@@ -96,6 +105,12 @@ class Publisher:
                 log.error("%s: producer buffer FULL (%d records waiting for the broker): dropping received "
                           "frames, %d dropped so far. Is the broker at %s up?", self.exchange,
                           self.buffered(), self.dropped, "the configured bootstrap servers")
+            return False
+        except KafkaException as exc:  # e.g. a topic the broker says does not exist
+            self.accepted -= 1
+            self.dropped += 1
+            metrics.DROPPED.labels(self.exchange, "refused").inc()
+            log.error("%s: producer refused a record for %s key %s: %s", self.exchange, topic, key, exc)
             return False
         return True
 

@@ -1,4 +1,4 @@
-"""Kraken spot WebSocket trades (v2, and legacy v1 arrays) → ``Trade``: a pure function of one frame.
+"""Kraken spot WebSocket v2 trades → ``Trade``: a pure function of one frame.
 
 A v2 trade frame (the example on docs.kraken.com, websocket-v2/trade)::
 
@@ -20,20 +20,13 @@ Required per trade: ``symbol``, ``side``, ``price``, ``qty``, ``trade_id``,
 separate event time: ``event_time`` = ``trade_time``.
 
 Control frames are ``Ignored``: ``{"channel":"heartbeat"}``, ``{"channel":"status",...}``,
-``{"method":"subscribe",...}`` acks (successful or not), ``{"method":"pong"}``,
-and the v1 ``{"event": "heartbeat" | "systemStatus" | "subscriptionStatus" | "pong"}``.
+``{"method":"subscribe",...}`` acks (successful or not), ``{"method":"pong"}``.
 Other channels (book, ticker, ...) are ``unsupported_message``.
 
-Legacy v1 trade arrays (recorded in ``tests/fixtures``) are supported too::
-
-    [321,[["58721.20000","0.02798644","1617666461.465618","s","m",""]],"trade","XBT/USD"]
-
-Each trade is ``[price, volume, time, side b/s, order type, misc]`` with
-strings for numbers and seconds since the epoch. v1 has no trade id, so one is
-derived deterministically: ``"<trade time µs>-<index in frame>"`` (e.g.
-``"1617666461465618-0"``), ``trade_seq`` null. The same raw frame always gives
-the same ids, so redelivery deduplicates; the index keeps trades with the same
-microsecond in one frame apart.
+WebSocket v1 frames (``[321,[[..]],"trade","XBT/USD"]`` arrays, ``{"event":..}`` objects)
+are ``unsupported_message``: the feed speaks v2 only, and a v1 trade carries no trade id,
+so any id made up for it (from its time) could collide and would never match the
+exchange's own ids that Silver deduplicates by.
 
 :func:`normalize_backfill` reads the REST ``GET /0/public/Trades`` body the feed
 publishes to fill a gap (see its docstring).
@@ -61,7 +54,6 @@ from streamapp.normalize.result import (
     BAD_QUANTITY,
     BAD_TIME,
     BAD_VALUE,
-    ERROR,
     HEARTBEAT,
     MALFORMED_JSON,
     MISSING_FIELD,
@@ -90,16 +82,9 @@ _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
 
 _V2_CONTROL = {"heartbeat": HEARTBEAT, "status": STATUS}
 _V2_METHODS = {"subscribe": SUBSCRIPTION, "unsubscribe": SUBSCRIPTION, "pong": PONG}
-_V1_EVENTS = {
-    "heartbeat": HEARTBEAT,
-    "systemStatus": STATUS,
-    "subscriptionStatus": SUBSCRIPTION,
-    "pong": PONG,
-    "error": ERROR,
-}
 _V2_FIELDS = ("symbol", "side", "price", "qty", "trade_id", "timestamp")
 _V2_SIDES = {"buy": BUY, "sell": SELL}
-_V1_SIDES = {"b": BUY, "s": SELL}
+_REST_SIDES = {"b": BUY, "s": SELL}
 
 
 def normalize(
@@ -124,8 +109,9 @@ def normalize(
         if type(message) is dict:
             return _from_object(message, context)
         if type(message) is list:
-            return _v1_trades(message, context)
-        raise Reject(UNSUPPORTED_MESSAGE, f"kraken frame is {show(message)}; expected an object or an array")
+            raise Reject(UNSUPPORTED_MESSAGE, "kraken frame is an array (WebSocket v1); only v2 objects are "
+                         "normalized (a v1 trade has no trade id)")
+        raise Reject(UNSUPPORTED_MESSAGE, f"kraken frame is {show(message)}; expected a v2 object")
     except Reject as reject:
         return reject.rejection()
 
@@ -143,12 +129,9 @@ def _from_object(message: dict, context: tuple) -> Result:
         if type(method) is str and method in _V2_METHODS:
             return Ignored(_V2_METHODS[method])
         raise Reject(UNSUPPORTED_MESSAGE, f"kraken method {show(method)} is not a control frame we know")
-    event = message.get("event")
-    if event is not None:
-        if type(event) is str and event in _V1_EVENTS:
-            return Ignored(_V1_EVENTS[event])
-        raise Reject(UNSUPPORTED_MESSAGE, f"kraken v1 event {show(event)} is not a control frame we know")
-    raise Reject(UNSUPPORTED_MESSAGE, "kraken object frame has none of 'channel' (v2), 'method' (v2) or 'event' (v1)")
+    if "event" in message:
+        raise Reject(UNSUPPORTED_MESSAGE, f"kraken v1 event {show(message['event'])}: only WebSocket v2 is normalized")
+    raise Reject(UNSUPPORTED_MESSAGE, "kraken object frame has neither 'channel' nor 'method' (WebSocket v2)")
 
 
 def _symbol(symbols: SymbolMap, symbol: object, where: str) -> str:
@@ -215,59 +198,6 @@ def _v2_trades(message: dict, context: tuple) -> tuple[Trade, ...]:
     return tuple(trades)
 
 
-def _v1_trades(message: list, context: tuple) -> tuple[Trade, ...]:
-    """``[channelID, [[price, volume, time, side, type, misc], ...], "trade", pair]``."""
-    receive_time_us, raw_partition, raw_offset, symbols, now_us, max_skew_us = context
-    if len(message) != 4 or message[2] != "trade":
-        name = message[-2] if len(message) >= 3 else None
-        raise Reject(
-            UNSUPPORTED_MESSAGE,
-            f"kraken v1 array frame of channel {show(name)} is not normalized here; only 4-element 'trade' arrays are",
-        )
-    _, entries, _, pair = message
-    canonical = _symbol(symbols, pair, "kraken v1 pair")
-    if type(entries) is not list:
-        raise Reject(WRONG_TYPE, f"kraken v1 trades are {show(entries)}; expected an array")
-    trades = []
-    for index, entry in enumerate(entries):
-        where = f"kraken v1 trade[{index}]"
-        if type(entry) is not list:
-            raise Reject(WRONG_TYPE, f"{where} is {show(entry)}; expected an array")
-        if len(entry) < 4:
-            raise Reject(MISSING_FIELD, f"{where} has {len(entry)} elements; needs price, volume, time, side")
-        price_s, qty_s, time_s, side = entry[0], entry[1], entry[2], entry[3]
-        price = check_price(decimal_from_str(price_s, f"{where} price", BAD_PRICE), f"{where} price")
-        quantity = check_quantity(decimal_from_str(qty_s, f"{where} volume", BAD_QUANTITY), f"{where} volume")
-        try:
-            trade_time = seconds_str_to_us(require_str(time_s, f"{where} time"))
-        except ValueError as exc:
-            raise Reject(BAD_TIME, f"{where} time: {exc}") from None
-        check_time(trade_time, f"{where} time", now_us, max_skew_us)
-        if type(side) is not str:
-            raise Reject(WRONG_TYPE, f"{where} side is {show(side)}; expected 'b' or 's'")
-        taker = _V1_SIDES.get(side)
-        if taker is None:
-            raise Reject(BAD_VALUE, f"{where} side is {show(side)}; expected 'b' or 's'")
-        trades.append(
-            Trade(
-                KRAKEN,
-                canonical,
-                pair,
-                f"{trade_time}-{index}",
-                None,
-                price,
-                quantity,
-                taker,
-                trade_time,
-                trade_time,
-                receive_time_us,
-                raw_partition,
-                raw_offset,
-            )
-        )
-    return tuple(trades)
-
-
 def normalize_backfill(
     body: bytes,
     *,
@@ -293,7 +223,7 @@ def normalize_backfill(
     price and volume decimal strings, time seconds as a JSON number: read exactly, then
     rounded to the nearest µs (Kraken prints a double, ``.8277369``; see
     :func:`~streamapp.normalize.timeutil.decimal_seconds_to_us`). Our simulator sends the
-    time as a µs decimal string, as v1 did: read exactly too. The symbol is the
+    time as a decimal string: read exactly too. The symbol is the
     raw record's key, the v2 name (``BTC/USD``), not the body's pair name. Kraken pages
     by time, so the body holds trades before the gap: those are skipped once their id
     is read; the rest are checked as live trades and get the live v2 ``trade_id`` /
@@ -362,7 +292,7 @@ def _rest_trades(
         trade_time = check_time(_rest_time(time_v, f"{where} time"), f"{where} time", now_us, max_skew_us)
         if type(side) is not str:
             raise Reject(WRONG_TYPE, f"{where} side is {show(side)}; expected 'b' or 's'")
-        taker = _V1_SIDES.get(side)
+        taker = _REST_SIDES.get(side)
         if taker is None:
             raise Reject(BAD_VALUE, f"{where} side is {show(side)}; expected 'b' or 's'")
         trades.append(
@@ -387,7 +317,7 @@ def _rest_trades(
 
 def _rest_time(value: object, where: str) -> int:
     """REST trade time: seconds as a JSON number (``Decimal`` or int here, to the nearest µs) or a
-    decimal string (exact µs, as v1)."""
+    decimal string (exact µs)."""
     try:
         if type(value) is str:
             return seconds_str_to_us(value)

@@ -14,8 +14,10 @@ Routes (one port for every exchange; only the URL differs from the real ones):
 - ``/metrics`` (Prometheus), ``/health``.
 
 Streams replay from a shared head per stream: a new connection starts where the last one
-stopped (like a live feed it reconnected to), so a dropped connection loses nothing unless
-a fault skips frames; overlapping connections both receive what they subscribe to.
+stopped, so a dropped connection loses nothing unless a fault skips frames; overlapping
+connections both receive what they subscribe to. With ``live=True`` (``--live``) the streams
+run on the wall clock from the first subscription instead, listened to or not, as on a real
+exchange: a client that comes back after a while has missed what was sent meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from bisect import bisect_left
 from decimal import Decimal
 
 import orjson
@@ -85,9 +88,13 @@ class _Session:
 
 class Simulator:
     def __init__(self, timelines: dict[str, Timeline], *, speed: float = math.inf, faults: Faults | None = None,
-                 heartbeat_s: float = 1.0) -> None:
+                 heartbeat_s: float = 1.0, live: bool = False) -> None:
+        if live and not math.isfinite(speed):
+            raise ValueError("a live simulator needs a finite speed (1, 10, ...), not max")
         self.timelines = timelines
         self.speed = speed
+        self.live = live
+        self._clock_start: float | None = None  # live: when the streams started (the first subscription)
         self.faults = faults or Faults()
         self.heartbeat_s = heartbeat_s
         self.head: dict[tuple[str, str], int] = {}
@@ -178,7 +185,23 @@ class Simulator:
 
     def _subscribe(self, session: _Session, stream: str) -> None:
         session.streams.add(stream)
-        session.pos[stream] = self.head.get((session.exchange, stream), 0)
+        pos = self.head.get((session.exchange, stream), 0)
+        if self.live and self._clock_start is None:  # the first subscription starts the clock
+            self._clock_start = time.monotonic()
+        elif self.live:  # what was due while nobody listened is gone
+            items = self.timelines[session.exchange].by_stream.get(stream, [])
+            pos = max(pos, bisect_left(items, self._live_now_us(session.exchange), key=lambda item: item.ts_us))
+        session.pos[stream] = pos
+
+    def _live_origin(self, exchange: str) -> tuple[int, float]:
+        """Live mode: (capture time, monotonic time) that the exchange's stream clock started from."""
+        items = self.timelines[exchange].items
+        assert self._clock_start is not None
+        return (items[0].ts_us if items else 0), self._clock_start
+
+    def _live_now_us(self, exchange: str) -> float:
+        ts0, t0 = self._live_origin(exchange)
+        return ts0 + (time.monotonic() - t0) * self.speed * 1e6
 
     def _binance_message(self, session: _Session, text: str) -> list[str]:
         try:
@@ -263,6 +286,8 @@ class Simulator:
             item = self._next_item(session)
             wait = self.heartbeat_s
             if item is not None:
+                if self.live:  # frame times count from the first subscription, not from this connection
+                    base = self._live_origin(exchange)
                 if base is None or not math.isfinite(self.speed):
                     base = base or (item.ts_us, time.monotonic())
                     wait = 0.0
@@ -349,23 +374,47 @@ class Simulator:
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
     async def _kraken_history(self, request: web.Request) -> web.Response:
+        """Kraken's ``GET /0/public/Trades?pair=..&since=..&count=..``, in Kraken's format::
+
+            {"error":[],"result":{"BTCUSD":[["58721.2","0.02798644",1617666461.465618,"s","m","",1],..],
+             "last":"1617666461465618000"}}
+
+        Rows ``[price, volume, time (seconds, a JSON number), side b/s, order type m/l, misc,
+        trade_id]`` of trades strictly after ``since`` (seconds, or nanoseconds as in ``last``),
+        ``count`` at most (default and cap 1000), oldest first; ``last`` (ns) pages on."""
         self.m_rest.labels("Trades").inc()
         pair = request.query.get("pair", "").replace("/", "")
         trades = self._trades.get((KRAKEN, pair))
         if trades is None:
             return web.json_response({"error": ["EQuery:Unknown asset pair"]})
-        since = float(request.query.get("since", 0))
-        count = min(int(request.query.get("count", 1000)), 1000)
-        rows = []
+        try:
+            since = Decimal(request.query.get("since", "0"))
+            count = min(int(request.query.get("count", 1000)), 1000)
+        except (ArithmeticError, ValueError):
+            return web.json_response({"error": ["EGeneral:Invalid arguments"]})
+        since_ns = int(since) if since > 10**12 else int(since * 10**9)  # ns (a `last`) or seconds
+        rows, last_ns = [], since_ns
         for t in trades:
-            at = datetime.fromisoformat(t["timestamp"].replace("Z", "+00:00")).timestamp()
-            if at >= since:
-                rows.append([str(t["price"]), str(t["qty"]), f"{at:.6f}", t["side"][0],
+            at_us = _rfc3339_us(t["timestamp"])
+            if at_us * 1000 > since_ns:
+                rows.append([_decimal_text(t["price"]), _decimal_text(t["qty"]), at_us / 1e6, t["side"][0],
                              t["ord_type"][0], "", t["trade_id"]])
-        rows = rows[:count]
-        last = str(int(float(rows[-1][2]) * 1e9)) if rows else str(int(since * 1e9))
-        return web.Response(body=orjson.dumps({"error": [], "result": {pair: rows, "last": last}}),
+                last_ns = at_us * 1000
+                if len(rows) == count:
+                    break
+        return web.Response(body=orjson.dumps({"error": [], "result": {pair: rows, "last": str(last_ns)}}),
                             content_type="application/json")
+
+
+def _rfc3339_us(stamp: str) -> int:
+    """``2021-04-05T23:47:41.465618Z`` -> µs since the epoch, exactly."""
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (int(when.timestamp()) * 1_000_000) + when.microsecond
+
+
+def _decimal_text(number: float | int) -> str:
+    """A capture number as Kraken's REST prints it: a plain decimal string (``2e-05`` -> ``0.00002``)."""
+    return format(Decimal(repr(number)), "f")
 
 
 def _rfc3339(seconds: float) -> str:

@@ -147,7 +147,8 @@ def pipeline(migrated, tmp_path_factory):
 
 def replay_captures(logs: Path, run: str) -> list[Process]:
     """A fresh simulator serving the spot, futures and Kraken captures at once at full speed, and a
-    feed handler per exchange (spot on /stream, futures on /fstream/stream, Kraken on /v2)."""
+    feed handler per exchange (spot on /stream, futures on /fstream/stream, Kraken on /v2; ``--no-resume``:
+    the same trades again, even where the raw topic already holds them)."""
     port = free_port()
     kraken_symbols = sorted({t["symbol"] for t in kraken_trades()})
     simulator = Process(["exchange", "serve", "--capture", str(SPOT_CAPTURE), "--capture", str(FUTURES_CAPTURE),
@@ -155,7 +156,7 @@ def replay_captures(logs: Path, run: str) -> list[Process]:
                         logs / f"simulator-{run}.log")
     time.sleep(1.5)
     feeds = [
-        Process(["feed", "run", "--exchange", exchange, "--symbols", symbols, "--no-backfill",
+        Process(["feed", "run", "--exchange", exchange, "--symbols", symbols, "--no-backfill", "--no-resume",
                  "--url", f"ws://127.0.0.1:{port}{path}", "--metrics-port", "0"], logs / f"feed-{exchange}-{run}.log")
         for exchange, symbols, path in (("binance", "BTCUSDT", "/stream"), ("binanceusdm", "BTCUSDT", "/fstream/stream"),
                                         ("kraken", ",".join(kraken_symbols), "/v2"))

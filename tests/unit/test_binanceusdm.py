@@ -104,7 +104,7 @@ def test_the_futures_feed_speaks_spots_protocol_on_the_futures_hosts():
         "http://x/fapi/v1/historicalTrades?symbol=BTCUSDT&fromId=10&limit=500"
     assert futures_feed.backfill_url("http://x", Gap("BTCUSDT", 10, 11), None) == \
         "http://x/fapi/v1/historicalTrades?symbol=BTCUSDT&fromId=10&limit=2"
-    assert futures_feed.backfill_ids(FAPI_DOCS) == [28457]
+    assert futures_feed.backfill_page(FAPI_DOCS)[0][0][0] == 28457
 
 
 def test_futures_urls_and_symbols_are_settings_of_their_own(monkeypatch):

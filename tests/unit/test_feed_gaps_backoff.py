@@ -33,6 +33,28 @@ def test_gap_tracker_is_per_symbol():
     assert Gap("B", 101, 102).size == 2
 
 
+def test_a_frame_not_published_opens_the_next_gap():
+    tracker = GapTracker()
+    tracker.observe("S", [1])
+    seen = tracker.observe("S", [4, 5])  # 2-3 missing; 4-5 then refused by the producer
+    assert seen.gaps == (Gap("S", 2, 3),) and (seen.first_new, seen.last_new) == (4, 5)
+    tracker.unpublished("S", seen.first_new)
+    assert tracker.observe("S", [6]).gaps == (Gap("S", 4, 5),)  # not again 2-3: already being backfilled
+
+
+def test_the_first_frame_refused_is_a_gap_too():
+    tracker = GapTracker()
+    tracker.unpublished("S", tracker.observe("S", [10]).first_new)
+    assert tracker.observe("S", [11]).gaps == (Gap("S", 10, 10),)
+
+
+def test_a_resumed_tracker_finds_the_gap_across_a_restart():
+    tracker = GapTracker()
+    tracker.resume("S", 100)
+    assert tracker.observe("S", [100]).new is False  # published before the restart (Kraken's snapshot)
+    assert tracker.observe("S", [104]).gaps == (Gap("S", 101, 103),)
+
+
 def test_backoff_is_capped_exponential_with_jitter():
     rng = random.Random(1)
     for attempt, bound in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (40, 30.0)]:

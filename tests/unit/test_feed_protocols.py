@@ -92,5 +92,36 @@ def test_backfill_urls():
     assert binance.backfill_url("http://x/", Gap("BTCUSDT", 10, 2500), None) == \
         "http://x/api/v3/historicalTrades?symbol=BTCUSDT&fromId=10&limit=1000"
     assert kraken.backfill_url("http://x", Gap("BTC/USD", 3, 4), None) is None
-    assert kraken.backfill_url("http://x", Gap("BTC/USD", 3, 4), 1.5) == \
-        "http://x/0/public/Trades?pair=BTCUSD&since=1.500000&count=1000"
+    assert kraken.backfill_since(None) is None
+    # a second before the trade before the gap (since is exclusive; trades share timestamps), in ns
+    assert kraken.backfill_since(1617666461.5) == "1617666460500000000"
+    assert kraken.backfill_url("http://x", Gap("BTC/USD", 3, 4), "1617666460500000000", 2) == \
+        "http://x/0/public/Trades?pair=BTCUSD&since=1617666460500000000&count=2"
+
+
+def test_backfill_pages():
+    """Trade ids and times of a REST page, and the cursor of the next (Kraken: ``last``)."""
+    kraken_body = (b'{"error":[],"result":{"XXBTZUSD":[["30243.40000","0.34507674",1688669597.8277369,"b","m","",'
+                   b'61044952],["30243.30000","0.00376960",1688669598.2804112,"s","l","",61044953]],'
+                   b'"last":"1688671969993150842"}}')
+    assert kraken.backfill_page(kraken_body) == (
+        [(61044952, 1688669597.8277369), (61044953, 1688669598.2804112)], "1688671969993150842")
+    with pytest.raises(ValueError, match="EQuery:Unknown asset pair"):
+        kraken.backfill_page(b'{"error":["EQuery:Unknown asset pair"]}')
+    assert binance.backfill_page(b'[{"id":28457,"price":"4.00000100","qty":"12.00000000","time":1499865549590,'
+                                 b'"isBuyerMaker":true}]') == ([(28457, 1499865549.59)], None)
+    with pytest.raises(ValueError, match="not an array"):
+        binance.backfill_page(b'{"code":-1121,"msg":"Invalid symbol."}')
+
+
+def test_a_kraken_frame_of_several_symbols_is_split_byte_for_byte():
+    frame = (b'{"channel":"trade","type":"update","data":[{"symbol":"A/USD","price":0.10000000000000000001,'
+             b'"trade_id":1}, {"symbol":"B/USD","price":1e-8,"trade_id":7},{"symbol":"A/USD","trade_id":2}]}')
+    assert kraken.records(frame, kraken.classify(frame)) == [
+        ("A/USD", b'{"channel":"trade","type":"update","data":[{"symbol":"A/USD","price":0.10000000000000000001,'
+                  b'"trade_id":1},{"symbol":"A/USD","trade_id":2}]}', {"A/USD": [1, 2]}),
+        ("B/USD", b'{"channel":"trade","type":"update","data":[{"symbol":"B/USD","price":1e-8,"trade_id":7}]}',
+         {"B/USD": [7]}),
+    ]
+    assert kraken.records(KRAKEN_TRADE, kraken.classify(KRAKEN_TRADE)) == [
+        ("MATIC/USD", KRAKEN_TRADE, {"MATIC/USD": [4665846, 4665847]})]  # one symbol: the frame as received
