@@ -7,11 +7,12 @@ reached, taken from that cache if it is younger than ``symbols_cache_max_age_s``
 from the bundled lists in :mod:`streamapp.normalize.symbols`, saying so in the log.
 Either way, ``STREAMAPP_<EXCHANGE>_SYMBOLS`` adds symbols on top. Lookups afterwards are
 one dict lookup (:class:`~streamapp.normalize.symbols.SymbolMap`); nothing here runs per
-message.
+message: the normalizer refreshes its lists in the background (:func:`keep_fresh`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 EXCHANGE = "exchange"  # where a listing came from: the exchange itself,
 CACHE = "cache"        # our cache of an earlier answer,
 BUNDLED = "bundled"    # or the lists bundled with streamapp.
+MIN_REFRESH_S = 60.0   # the normalizer asks again after an unknown symbol at most this often
 
 
 @dataclass(frozen=True)
@@ -206,3 +209,38 @@ def require_listed(loaded: Loaded, symbols: Iterable[str]) -> None:
         status = loaded.listing.status.get(symbol)
         if status is not None and status not in ("TRADING", "online"):
             log.warning("%s: %s is listed with status %s: expect few or no trades", loaded.exchange, symbol, status)
+
+
+class Refreshable(Protocol):
+    """What :func:`keep_fresh` updates (a :class:`streamapp.dispatch.Dispatcher`)."""
+
+    exchange: str
+    unknown_symbols: int
+
+    @property
+    def symbols(self) -> SymbolMap: ...
+
+    def use_symbols(self, symbols: SymbolMap) -> None: ...
+
+
+async def keep_fresh(settings: Settings, target: Refreshable, *, min_interval_s: float = MIN_REFRESH_S,
+                     tick_s: float = 1.0, fetch: Fetch = http_fetch,
+                     clock: Callable[[], float] = time.monotonic) -> None:
+    """Fetch ``target``'s listing again every ``symbols_refresh_s``, and soon after it rejected an
+    unknown symbol (at most once per ``min_interval_s``), swapping a fetched list in. Runs until
+    cancelled; a fallback (cache, bundled) never replaces what is in use."""
+    last, seen = clock(), target.unknown_symbols
+    while True:
+        await asyncio.sleep(tick_s)
+        since = clock() - last
+        if since < settings.symbols_refresh_s and not (target.unknown_symbols > seen and since >= min_interval_s):
+            continue
+        last, seen = clock(), target.unknown_symbols
+        loaded = await load(settings, target.exchange, fetch=fetch)
+        if loaded.origin != EXCHANGE:
+            continue
+        added = sorted(set(loaded.symbols.table) - set(target.symbols.table))
+        target.use_symbols(loaded.symbols)
+        if added:
+            log.info("%s: %d newly listed symbols accepted from now on: %s", target.exchange, len(added),
+                     ", ".join(added[:20]) + (" ..." if len(added) > 20 else ""))

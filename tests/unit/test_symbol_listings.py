@@ -165,3 +165,40 @@ def test_the_feed_refuses_a_symbol_the_exchange_does_not_list_naming_it(tmp_path
 def test_a_kraken_feed_may_subscribe_by_v2_name(tmp_path):
     loaded = load(settings_in(tmp_path), "kraken", fetch=answering(ASSET_PAIRS))
     listings.require_listed(loaded, ["BTC/USD", "DOGE/USD", "PENGU/USD"])
+
+
+# --- the normalizer's refresh ------------------------------------------------------------------
+
+def test_after_an_unknown_symbol_the_normalizer_fetches_the_listing_again_and_accepts_it(tmp_path):
+    """A pair listed after the worker started: its first frames are rejected, a refresh follows
+    (not per message: at most once per min_interval_s), and later frames are accepted."""
+    from streamapp.codecs.avro import TradeAvroCodec
+    from streamapp.dispatch import Dispatcher
+    from streamapp.normalize import binance
+    from streamapp.normalize.symbols import SymbolMap
+
+    frame = (FIXTURES / "binance_usdm_trades.jsonl").read_bytes().splitlines()[0].replace(b"BTCUSDT", b"PENGUUSDT")
+    headers = [("streamapp.receive_time_us", b"1723161300012345")]
+    dispatcher = Dispatcher("binance", binance.normalize, SymbolMap.binance(), TradeAvroCodec(7),
+                            backfill=binance.normalize_backfill, max_skew_s=5)
+    fetched: list[str] = []
+
+    async def go():
+        refresher = asyncio.ensure_future(listings.keep_fresh(
+            settings_in(tmp_path), dispatcher, min_interval_s=0.05, tick_s=0.01, fetch=answering(SPOT_INFO, fetched)))
+        try:
+            await asyncio.sleep(0.2)
+            assert fetched == []  # nothing unknown yet, and the hourly refresh is not due
+            [rejected] = dispatcher.dispatch(frame, b"PENGUUSDT", headers, 0, 1)
+            assert rejected.topic == "market.crypto.trades.dlq"
+            for _ in range(100):
+                if "PENGUUSDT" in dispatcher.symbols:
+                    break
+                await asyncio.sleep(0.01)
+            [accepted] = dispatcher.dispatch(frame, b"PENGUUSDT", headers, 0, 2)
+            assert accepted.key == b"PENGU/USDT"
+            assert len(fetched) == 1
+        finally:
+            refresher.cancel()
+
+    asyncio.run(go())
