@@ -68,13 +68,13 @@ class Settings(BaseSettings):
     binance_ws_url: str = Field(binance_feed.DEFAULT_URL, description="Binance WebSocket (combined streams) URL.")
     kraken_ws_url: str = Field(kraken_feed.DEFAULT_URL, description="Kraken WebSocket v2 URL.")
     binance_rest_url: str = Field(
-        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL that trade-id gaps are backfilled from."
+        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL: its symbol list, and trade-id gap backfill."
     )
     kraken_rest_url: str = Field(
-        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL that trade-id gaps are backfilled from."
+        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL: its symbol list, and trade-id gap backfill."
     )
     binanceusdm_rest_url: str = Field(
-        "https://fapi.binance.com", description="Binance USDⓈ-M futures REST base URL."
+        "https://fapi.binance.com", description="Binance USDⓈ-M futures REST base URL: its symbol list."
     )
     feed_backfill: bool = Field(
         True, description="Backfill trade-id gaps from REST; false: only detect and count them (offline runs)."
