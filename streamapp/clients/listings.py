@@ -135,7 +135,7 @@ async def load(settings: Settings, exchange: str, *, rest_url: str | None = None
     try:
         body = await fetch(url, settings.symbols_fetch_timeout_s)
         listing = src.parse(body)
-    except Exception as exc:  # any failure to get a usable answer means: fall back, and say why
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:  # no usable answer: fall back
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         loaded = _from_cache(settings, exchange, src, url, path, now(), reason)
     else:
