@@ -135,4 +135,4 @@ def test_a_symbol_only_the_exchange_lists_reaches_the_normalized_topic_not_the_d
     assert len({r["trade_id"] for r in ours}) == FRAMES, (worker.output()[-3000:], feed.output()[-2000:])
     assert {r["symbol"] for r in ours} == {"PENGU/USDT"}
     assert [m for m in dlq if m.key() == NEW.encode()] == []
-    assert f"accepting" in worker.output() and f"from the exchange's list from http://{address}" in worker.output()
+    assert "accepting" in worker.output() and f"from the exchange's list from http://{address}" in worker.output()
