@@ -14,6 +14,7 @@ from typing import Any
 
 from streamapp import topics
 from streamapp.app import app
+from streamapp.clients import listings
 from streamapp.clients.registry import register_trade_schema
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
@@ -21,12 +22,6 @@ from streamapp.eos import guard_commits, send_in_source_transactions
 from streamapp.errors import StreamappError
 from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
 from streamapp.normalize import binance, kraken
-from streamapp.normalize.symbols import (
-    DEFAULT_BINANCE_SYMBOLS,
-    DEFAULT_BINANCEUSDM_SYMBOLS,
-    DEFAULT_KRAKEN_SYMBOLS,
-    SymbolMap,
-)
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -37,9 +32,13 @@ REGISTRY_RETRY_MAX_S = 30.0
 _RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
-async def _dispatcher(exchange: str, parsers: ModuleType, symbols: SymbolMap) -> Dispatcher:
-    """``parsers``: the exchange's module in :mod:`streamapp.normalize` (live frames and REST backfills)."""
+async def _dispatcher(exchange: str, parsers: ModuleType) -> Dispatcher:
+    """``parsers``: the exchange's module in :mod:`streamapp.normalize` (live frames and REST backfills).
+    Symbols: what the exchange lists (:mod:`streamapp.clients.listings`), as the feeds check theirs."""
     settings = get_settings()
+    loaded = await listings.load(settings, exchange)
+    log.info("%s: accepting %d symbols, from %s", exchange, len(loaded.symbols.table), loaded.describe())
+    symbols = loaded.symbols
     schema_id = await _registered_schema_id(settings, topics.normalized(exchange))
     log.info("%s: Trade schema id %d under %s", exchange, schema_id, topics.value_subject(topics.normalized(exchange)))
     return Dispatcher(exchange, parsers.normalize, symbols, TradeAvroCodec(schema_id),
@@ -58,37 +57,38 @@ async def _registered_schema_id(settings: Any, topic: str) -> int:
             delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
 
 
-def _listed(csv: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in csv.split(",") if item.strip())
+def _timestamp_ms(message: Any) -> int | None:
+    """The Kafka record's timestamp (Faust gives float seconds of a millisecond value)."""
+    return None if message.timestamp is None else round(message.timestamp * 1000)
 
 
 async def _run(stream: Any, dispatcher: Dispatcher) -> None:
     # Batches amortize Faust's per-event cost; `take_events` acks a batch only after
     # this loop body returns, with no await in between (see streamapp.eos).
     guard_commits(app.consumer)  # before the first batch: no commit may start unguarded
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        await send_in_source_transactions(app, [
-            (e, dispatcher.dispatch(e.message.value, e.message.key, e.message.headers, e.message.partition,
-                                    e.message.offset))
-            for e in events
-        ])
+    refresher = asyncio.ensure_future(listings.keep_fresh(get_settings(), dispatcher))
+    try:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await send_in_source_transactions(app, [
+                (e, dispatcher.dispatch(e.message.value, e.message.key, e.message.headers, e.message.partition,
+                                        e.message.offset, _timestamp_ms(e.message)))
+                for e in events
+            ])
+    finally:
+        refresher.cancel()
 
 
 @app.agent(app.topic(topics.raw(BINANCE), **_RAW_BYTES), name="normalize-binance")
 async def normalize_binance(stream: Any) -> None:
-    extra = _listed(get_settings().binance_symbols)
-    await _run(stream, await _dispatcher(BINANCE, binance, SymbolMap.binance(DEFAULT_BINANCE_SYMBOLS + extra)))
+    await _run(stream, await _dispatcher(BINANCE, binance))
 
 
 @app.agent(app.topic(topics.raw(BINANCEUSDM), **_RAW_BYTES), name="normalize-binanceusdm")
 async def normalize_binanceusdm(stream: Any) -> None:
     # USDⓈ-M futures frames are Binance frames (with X, without M): the same parsers, their own exchange id.
-    extra = _listed(get_settings().binanceusdm_symbols)
-    symbols = SymbolMap.binance(DEFAULT_BINANCEUSDM_SYMBOLS + extra, exchange=BINANCEUSDM)
-    await _run(stream, await _dispatcher(BINANCEUSDM, binance, symbols))
+    await _run(stream, await _dispatcher(BINANCEUSDM, binance))
 
 
 @app.agent(app.topic(topics.raw(KRAKEN), **_RAW_BYTES), name="normalize-kraken")
 async def normalize_kraken(stream: Any) -> None:
-    extra = _listed(get_settings().kraken_symbols)
-    await _run(stream, await _dispatcher(KRAKEN, kraken, SymbolMap.kraken(DEFAULT_KRAKEN_SYMBOLS + extra)))
+    await _run(stream, await _dispatcher(KRAKEN, kraken))

@@ -4,6 +4,10 @@ This is the normalizer agents' whole decision, kept free of Faust and of I/O so
 it can be tested and benchmarked on its own (the agents only read, call
 :meth:`Dispatcher.dispatch`, and send).
 
+The receive time is the ``streamapp.receive_time_us`` header our feeds set; a record
+without it (written by kcat, Kafka Connect or another producer) takes its Kafka record
+timestamp instead, counted in ``streamapp_normalizer_no_receive_header_total``.
+
 The ``streamapp.source`` header picks the parser: WebSocket frames (``ws``, or no
 header: records written before it existed) go to the exchange's ``normalize``;
 REST backfill bodies (``rest-backfill``) to its ``normalize_backfill``, with the
@@ -24,7 +28,7 @@ from prometheus_client import Counter, Histogram
 from streamapp import topics
 from streamapp.codecs.avro import CodecError, TradeAvroCodec
 from streamapp.feeds import headers as raw_headers
-from streamapp.normalize.result import BAD_VALUE, MISSING_FIELD, Ignored, Rejection, Result
+from streamapp.normalize.result import BAD_VALUE, MISSING_FIELD, UNKNOWN_SYMBOL, Ignored, Rejection, Result
 from streamapp.normalize.symbols import SymbolMap
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,11 @@ FRAMES = Counter("streamapp_normalizer_frames_total", "Raw records processed, by
 TRADES = Counter("streamapp_normalizer_trades_total", "Normalized trades published.", ["exchange"])
 REJECTED = Counter("streamapp_normalizer_rejected_total", "Raw records sent to the DLQ, by reason.", ["exchange", "reason"])
 IGNORED = Counter("streamapp_normalizer_ignored_total", "Control frames skipped, by kind.", ["exchange", "kind"])
+NO_RECEIVE_HEADER = Counter(
+    "streamapp_normalizer_no_receive_header_total",
+    "Raw records without the streamapp.receive_time_us header (from other producers: kcat, Kafka Connect, ...), "
+    "whose Kafka record timestamp was taken as the receive time.", ["exchange"],
+)
 NORMALIZE_SECONDS = Histogram(
     "streamapp_normalize_seconds", "Time to normalize and encode one raw record.", ["exchange"],
     buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05),
@@ -90,25 +99,45 @@ class Dispatcher:
         self._trades = TRADES.labels(exchange)
         self._latency = NORMALIZE_SECONDS.labels(exchange)
         self._freshness = RECEIVE_TO_PUBLISH_SECONDS.labels(exchange)
+        self._no_receive_header = NO_RECEIVE_HEADER.labels(exchange)
         self._outcomes = {o: FRAMES.labels(exchange, o) for o in ("trades", "ignored", "rejected")}
+        self.unknown_symbols = 0  # unknown_symbol rejections so far: a hint that the symbol map is stale
+
+    @property
+    def symbols(self) -> SymbolMap:
+        return self._symbols
+
+    def use_symbols(self, symbols: SymbolMap) -> None:
+        """Swap in a newer symbol map (one attribute write: the next record sees it)."""
+        if symbols.exchange != self.exchange:
+            raise ValueError(f"symbol map is for {symbols.exchange!r}, not {self.exchange!r}")
+        self._symbols = symbols
 
     def dispatch(
         self, value: bytes, key: bytes | None, headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
-        partition: int, offset: int,
+        partition: int, offset: int, timestamp_ms: int | None = None,
     ) -> list[Outgoing]:
-        """The records to publish for one raw record (none for a control frame)."""
+        """The records to publish for one raw record (none for a control frame). ``timestamp_ms``: the
+        Kafka record's timestamp, the receive time of a record without our receive-time header."""
         started = time.perf_counter()
         now_us = time.time_ns() // 1000
         header_map = dict(headers or ())
         receive = header_map.get(raw_headers.RECEIVE_TIME_US)
-        if receive is None or not receive.isdigit():
+        receive_us = -1
+        if receive is not None and receive.isdigit():
+            receive_us = int(receive)
+        elif receive is None and timestamp_ms is not None and timestamp_ms >= 0:
+            receive_us = timestamp_ms * 1000
+            self._no_receive_header.inc()
+        if receive_us < 0:
             result: Result = Rejection(
                 MISSING_HEADER,
-                f"raw record has no valid {raw_headers.RECEIVE_TIME_US} header ({receive!r}); "
-                "raw topics are written by `streamapp feed run` or `streamapp replay`, which set it",
+                f"raw record has no valid {raw_headers.RECEIVE_TIME_US} header ({receive!r})"
+                + (" and no Kafka record timestamp" if receive is None else "")
+                + "; `streamapp feed run` and `streamapp replay` set it, other producers' records need a timestamp",
             )
         else:
-            result = self._route(value, key, header_map, int(receive), partition, offset, now_us)
+            result = self._route(value, key, header_map, receive_us, partition, offset, now_us)
         out: list[Outgoing]
         if isinstance(result, tuple):
             try:
@@ -122,13 +151,15 @@ class Dispatcher:
                 self._outcomes["trades"].inc()
                 self._trades.inc(len(out))
                 if out:
-                    self._freshness.observe(max(0, now_us - int(receive)) / 1e6)
+                    self._freshness.observe(max(0, now_us - receive_us) / 1e6)
         if isinstance(result, Ignored):
             self._outcomes["ignored"].inc()
             IGNORED.labels(self.exchange, result.kind).inc()
             out = []
         elif isinstance(result, Rejection):
             self._outcomes["rejected"].inc()
+            if result.code == UNKNOWN_SYMBOL:
+                self.unknown_symbols += 1
             REJECTED.labels(self.exchange, result.code).inc()
             log.warning(
                 "%s record %s[%d]@%d rejected to %s: %s: %s",

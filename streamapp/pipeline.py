@@ -66,7 +66,7 @@ def _feed(exchange: str, live: bool) -> Service:
         base = f"ws://127.0.0.1:{settings.simulator_port}"
         return streamapp_command(*args, "--symbols", ",".join(SIMULATED[exchange][1]),
                                  "--url", f"{base}{SIMULATOR_PATHS[exchange]}",
-                                 "--backfill-url", f"http://127.0.0.1:{settings.simulator_port}")
+                                 "--rest-url", f"http://127.0.0.1:{settings.simulator_port}")
 
     return Service(
         name=f"feed-{exchange}", describe=f"{exchange} feed handler",

@@ -72,14 +72,14 @@ class Settings(BaseSettings):
     )
     kraken_ws_url: str = Field(kraken_feed.DEFAULT_URL, description="Kraken WebSocket v2 URL.")
     binance_rest_url: str = Field(
-        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL that trade-id gaps are backfilled from."
+        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL: its symbol list, and trade-id gap backfill."
     )
     binanceusdm_rest_url: str = Field(
         binanceusdm_feed.DEFAULT_REST_URL,
-        description="Binance USDⓈ-M futures REST base URL that trade-id gaps are backfilled from.",
+        description="Binance USDⓈ-M futures REST base URL: its symbol list, and trade-id gap backfill.",
     )
     kraken_rest_url: str = Field(
-        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL that trade-id gaps are backfilled from."
+        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL: its symbol list, and trade-id gap backfill."
     )
     feed_backfill: bool = Field(
         True, description="Backfill trade-id gaps from REST; false: only detect and count them (offline runs)."
@@ -105,14 +105,25 @@ class Settings(BaseSettings):
     simulator_port: int = 9200
     clock_skew_s: float = Field(5.0, ge=0, description="How far ahead of now a trade time may be.")
     binance_symbols: str = Field(
-        "", description="Comma-separated Binance symbols (BTCUSDT,...) the normalizer accepts besides its defaults."
+        "", description="Comma-separated Binance symbols (BTCUSDT,...) accepted besides what the exchange lists."
     )
     binanceusdm_symbols: str = Field(
-        "", description="Comma-separated Binance USDⓈ-M futures symbols (BTCUSDT,...) the normalizer accepts "
-        "besides its defaults."
+        "", description="Comma-separated Binance USDⓈ-M futures symbols (BTCUSDT,...) accepted besides what the exchange "
+        "lists."
     )
     kraken_symbols: str = Field(
-        "", description="Comma-separated Kraken pairs (XBT/USD,...) the normalizer accepts besides its defaults."
+        "", description="Comma-separated Kraken pairs (XBT/USD,...) accepted besides what the exchange lists."
+    )
+    # --- what the exchanges list (feeds and normalizer; streamapp.clients.listings) ---
+    symbols_fetch_timeout_s: float = Field(
+        10.0, gt=0, description="How long fetching an exchange's symbol list at start may take."
+    )
+    symbols_cache_max_age_s: float = Field(
+        7 * 24 * 3600.0, ge=0,
+        description="Oldest cached symbol list used when the exchange is unreachable; older: the bundled list.",
+    )
+    symbols_refresh_s: float = Field(
+        3600.0, gt=0, description="How often the normalizer fetches the exchanges' symbol lists again."
     )
 
     # --- derived -----------------------------------------------------------

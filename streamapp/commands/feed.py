@@ -47,11 +47,13 @@ def feed() -> None:
 @feed.command()
 @_common
 @click.option("--topic", help="Publish here instead of market.crypto.trades.<exchange>.raw (tests, trials).")
-@click.option("--backfill-url", help="REST base URL to backfill gaps from. Default: setting <exchange>_rest_url "
-                                     "(STREAMAPP_BINANCE_REST_URL, STREAMAPP_BINANCEUSDM_REST_URL, "
-                                     "STREAMAPP_KRAKEN_REST_URL), the real exchange unless set "
-                                     f"({binance.DEFAULT_REST_URL}, {binanceusdm.DEFAULT_REST_URL}, "
-                                     f"{kraken.DEFAULT_REST_URL}).")
+@click.option("--rest-url", "--backfill-url", "rest_url",
+              help="REST base URL of the exchange: its symbol list (checked at start: a symbol it does not "
+                   "list is refused) and gap backfill. Default: setting <exchange>_rest_url "
+                   "(STREAMAPP_BINANCE_REST_URL, STREAMAPP_BINANCEUSDM_REST_URL, STREAMAPP_KRAKEN_REST_URL), "
+                   f"the real exchange unless set ({binance.DEFAULT_REST_URL}, {binanceusdm.DEFAULT_REST_URL}, "
+                   f"{kraken.DEFAULT_REST_URL}); the simulator: http://127.0.0.1:9200. "
+                   "--backfill-url is the old name.")
 @click.option("--backfill/--no-backfill", default=None,
               help="Backfill gaps from REST, or only detect and count them (offline runs). "
                    "Default: setting feed_backfill (STREAMAPP_FEED_BACKFILL, true unless set).")
@@ -63,7 +65,7 @@ def feed() -> None:
 @click.option("--max-connection-age", type=float,
               help="Rotate connections after this many seconds, with an overlap (binance, binanceusdm default 23 h).")
 @click.option("--metrics-port", type=int, help="Serve /metrics here (default: setting feed_metrics_port; 0: off).")
-def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, backfill_url, backfill,
+def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, rest_url, backfill,
         resume, create_topic, max_connection_age, metrics_port) -> None:
     """Publish every trade frame, byte for byte, to the exchange's raw topic until Ctrl-C.
 
@@ -73,7 +75,10 @@ def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, bac
     Example, against the simulator:
 
         streamapp feed run --exchange binance --symbols BTCUSDT --url ws://127.0.0.1:9200/stream
-        --backfill-url http://127.0.0.1:9200
+        --rest-url http://127.0.0.1:9200
+
+    Symbols are checked at start against what the exchange lists (its REST metadata, cached under
+    $STREAMAPP_HOME/listings; the bundled list when it is unreachable): one it does not list is refused.
     """
     from prometheus_client import start_http_server
 
@@ -83,9 +88,10 @@ def run(exchange, symbols, url, symbols_per_connection, idle_timeout, topic, bac
 
     settings = get_settings()
     backfill = settings.feed_backfill if backfill is None else backfill
+    rest_url = rest_url or settings.feed_rest_url(exchange)
     options = FeedOptions(
         exchange=exchange, symbols=symbols, url=url or settings.feed_ws_url(exchange), topic=topic,
-        rest_url=(backfill_url or settings.feed_rest_url(exchange)) if backfill else None,
+        rest_url=rest_url if backfill else None, listing_url=rest_url,
         symbols_per_connection=symbols_per_connection, idle_timeout_s=idle_timeout,
         max_connection_age_s=-1.0 if max_connection_age is None else max_connection_age, resume=resume)
     handler = FeedHandler(settings, options)

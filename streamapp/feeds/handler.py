@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from streamapp import topics
+from streamapp.clients import listings
 from streamapp.errors import StreamappError
 from streamapp.feeds import binance, binanceusdm, headers, kraken, metrics, resume
 from streamapp.feeds.backfill import Backfiller
@@ -52,6 +53,7 @@ class FeedOptions:
     url: str | None = None                  # WebSocket URL; default: the exchange's
     topic: str | None = None                # default: topics.raw(exchange)
     rest_url: str | None = None             # backfill from here; None: no backfill
+    listing_url: str | None = None          # check symbols against the exchange's listing (REST base URL); None: no check
     symbols_per_connection: int | None = None
     idle_timeout_s: float | None = None
     max_connection_age_s: float | None = -1.0  # -1: the exchange's default cut-off margin
@@ -238,9 +240,21 @@ class FeedHandler:
         self.backfiller: Backfiller | None = None
         self.runner: FeedRunner | None = None
 
+    async def check_symbols(self) -> listings.Loaded:
+        """Refuse, before connecting, a symbol the exchange does not list (the normalizer accepts
+        exactly what the exchange lists, so a feed never publishes what it would reject)."""
+        assert self.options.listing_url is not None
+        loaded = await listings.load(self.settings, self.options.exchange, rest_url=self.options.listing_url)
+        listings.require_listed(loaded, self.config.symbols)
+        log.info("%s: %s listed (checked against %s)", self.options.exchange, ", ".join(self.config.symbols),
+                 loaded.describe())
+        return loaded
+
     async def run(self, stop: asyncio.Event) -> None:
         o = self.options
         s = self.settings
+        if o.listing_url is not None:
+            await self.check_symbols()
         self.publisher = Publisher(
             s, o.exchange, extra_config=o.producer_config,
             max_buffered=s.feed_max_buffered_records if o.max_buffered is None else o.max_buffered,

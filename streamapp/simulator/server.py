@@ -10,6 +10,8 @@ Routes (one port for every exchange; only the URL differs from the real ones):
   snapshot of up to 50 earlier trades), ``ping``/``pong``, a heartbeat each idle second.
 - ``/api/v3/historicalTrades`` (spot), ``/fapi/v1/historicalTrades`` (futures), ``/0/public/Trades``
   (Kraken): REST trade history from the captures.
+- ``/api/v3/exchangeInfo``, ``/fapi/v1/exchangeInfo``, ``/0/public/AssetPairs``: what the exchange
+  lists, in the real formats (the bundled lists plus the captures' symbols; see ``listings``).
 - ``POST /control/{drop,stall,malformed,skip,shutdown}[?arg=N]``: one-shot faults.
 - ``/metrics`` (Prometheus), ``/health``.
 
@@ -39,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
+from streamapp.simulator import listings
 from streamapp.simulator.capture import Item, Timeline
 from streamapp.simulator.faults import Faults
 
@@ -107,10 +110,11 @@ class Simulator:
                                 registry=self.registry)
         self.m_faults = Counter("streamapp_simulator_faults", "Faults injected.", ["exchange", "fault"],
                                 registry=self.registry)
-        self.m_rest = Counter("streamapp_simulator_rest_requests", "REST history requests.", ["endpoint"],
+        self.m_rest = Counter("streamapp_simulator_rest_requests", "REST requests (history, metadata).", ["endpoint"],
                               registry=self.registry)
         self.skipped: list[tuple[str, int]] = []  # (stream, capture seq) of frames skipped by faults
         self._trades = self._index_trades()
+        self.listed = listings.listed(timelines)  # exchange id -> symbols its metadata endpoint lists
 
     # --- app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -124,10 +128,21 @@ class Simulator:
         for path, history in _BINANCE_HISTORY.items():
             app.router.add_get(path, functools.partial(self._binance_history, history))
         app.router.add_get("/0/public/Trades", self._kraken_history)
+        app.router.add_get("/api/v3/exchangeInfo", self._metadata("exchangeInfo", listings.binance_exchange_info,
+                                                                  "binance"))
+        app.router.add_get("/fapi/v1/exchangeInfo", self._metadata(
+            "fapi/exchangeInfo", lambda symbols: listings.binance_exchange_info(symbols, futures=True), "binanceusdm"))
+        app.router.add_get("/0/public/AssetPairs", self._metadata("AssetPairs", listings.kraken_asset_pairs, "kraken"))
         app.router.add_post("/control/{fault}", self._control)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", lambda _r: web.json_response({"status": "ok"}))
         return app
+
+    def _metadata(self, endpoint: str, render, exchange: str):
+        async def handler(_request: web.Request) -> web.Response:
+            self.m_rest.labels(endpoint).inc()
+            return web.Response(body=render(self.listed[exchange]), content_type="application/json")
+        return handler
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

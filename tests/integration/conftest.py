@@ -6,6 +6,8 @@ at its end; a stack a developer already runs is used and left alone.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from streamapp import migrations
@@ -13,6 +15,12 @@ from streamapp.clients.clickhouse import connect
 from streamapp.settings import Settings, get_settings
 from streamapp.stack import services
 from tests.integration.brokers import PrivateBroker
+
+# Feeds and workers fetch the exchanges' symbol lists at start. Tests talk to 127.0.0.1 only: unless
+# a test points them at a simulator, they find nothing listening here and use the bundled lists
+# (which hold every symbol the tests' frames carry), never the live exchanges.
+for _exchange in ("BINANCE", "KRAKEN", "BINANCEUSDM"):
+    os.environ.setdefault(f"STREAMAPP_{_exchange}_REST_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")

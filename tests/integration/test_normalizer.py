@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_top
         (b"DOGEBTC", BINANCE_FRAMES[0].replace(b"BTCUSDT", b"NOPEBTC"), received_header(now), "unknown_symbol"),
         (b"BTCUSDT", BINANCE_FRAMES[0].replace(b'"p":"61807.70"', b'"p":"0"'), received_header(now), "bad_price"),
         (b"BTCUSDT", BINANCE_FRAMES[0].replace(b'"q":"0.002",', b""), received_header(now), "missing_field"),
-        (b"BTCUSDT", BINANCE_FRAMES[0], [], "missing_field"),  # no receive-time header
+        (b"BTCUSDT", BINANCE_FRAMES[0], [(raw_headers.RECEIVE_TIME_US, b"soon")], "missing_field"),  # broken header
     ]
     bad_positions = produce(settings, topics.raw("binance"), [(k, v, h) for k, v, h, _ in bad])
 
@@ -155,6 +156,48 @@ def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_top
         assert headers[ERROR_CODE] == code.encode()
         assert headers[SOURCE_TOPIC] == topics.raw("binance").encode()
         assert headers[SOURCE_PARTITION] == str(partition).encode()
+
+
+def scrape(port: int, sample: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[1])
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_a_raw_record_from_another_producer_is_normalized_with_its_kafka_timestamp_as_receive_time(
+        pipeline_topics, tmp_path):
+    """kcat, Kafka Connect & co. write no streamapp headers: a plain confluent-kafka producer here."""
+    settings = pipeline_topics
+    target = topics.normalized("binance")
+    start = end_offsets(settings, target)
+    stamp_ms = time.time_ns() // 1_000_000 - 60_000
+    producer = Producer(settings.kafka_client_config())
+    positions: list = []
+    for i, frame in enumerate(BINANCE_FRAMES):
+        producer.produce(topics.raw("binance"), frame, b"BTCUSDT", timestamp=stamp_ms + i,
+                         on_delivery=lambda err, msg: positions.append((msg.partition(), msg.offset(), msg.timestamp())))
+    assert producer.flush(30) == 0
+    assert all(ts == (1, stamp_ms + i) for i, (_, _, ts) in enumerate(sorted(positions, key=lambda p: p[2][1])))
+
+    metrics_port = free_port()
+    worker = Process(["worker"], tmp_path / "worker.log", env={
+        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(metrics_port)})
+    try:
+        got = read_from(settings, target, start, until=len(BINANCE_FRAMES), timeout_s=120)
+        counted = scrape(metrics_port, 'streamapp_normalizer_no_receive_header_total{exchange="binance"}')
+    finally:
+        worker.stop()
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.schema_registry_config()))
+    stamps = {(p, o): ts for p, o, (_, ts) in positions}
+    records = [r for r in (deserialize(m.value(), SerializationContext(target, MessageField.VALUE)) for m in got)
+               if (r["raw_partition"], r["raw_offset"]) in stamps]
+    assert len(records) == len(BINANCE_FRAMES), worker.output()[-3000:]
+    for r in records:
+        assert r["receive_time"] == _utc(stamps[(r["raw_partition"], r["raw_offset"])] * 1000)
+    assert counted is not None and counted >= len(BINANCE_FRAMES)
 
 
 @pytest.mark.timeout(300)

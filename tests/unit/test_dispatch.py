@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from records import Trade
 from streamapp import topics
@@ -48,7 +49,7 @@ def test_a_trade_frame_becomes_one_avro_record_keyed_by_canonical_symbol(dispatc
     (b"{not json", HEADERS, "malformed_json"),
     (FRAME.replace(b'"p":"61807.70"', b'"p":"-1"'), HEADERS, "bad_price"),
     (FRAME.replace(b"BTCUSDT", b"NOPEUSDT"), HEADERS, "unknown_symbol"),
-    (FRAME, [(raw_headers.CONNECTION_ID, b"c1")], "missing_field"),
+    (FRAME, [(raw_headers.CONNECTION_ID, b"c1")], "missing_field"),  # no header, and no record timestamp
     (FRAME, [(raw_headers.RECEIVE_TIME_US, b"soon")], "missing_field"),
 ])
 def test_a_bad_record_goes_to_the_dlq_unchanged_with_why_and_where_from(dispatcher, frame, headers, code):
@@ -61,6 +62,44 @@ def test_a_bad_record_goes_to_the_dlq_unchanged_with_why_and_where_from(dispatch
     assert (got[SOURCE_PARTITION], got[SOURCE_OFFSET]) == (b"1", b"99")
     for name, value in headers:  # the raw record's own headers ride along
         assert (name, value) in out.headers
+
+
+# --- raw records from other producers (kcat, Kafka Connect, ...): no streamapp headers ---------
+
+RECORD_TIMESTAMP_MS = 1723161300500
+
+
+def no_header_count() -> float:
+    return REGISTRY.get_sample_value("streamapp_normalizer_no_receive_header_total", {"exchange": "binance"}) or 0.0
+
+
+@pytest.mark.parametrize("headers", [None, [], [(b"some-tool", b"x")]])
+def test_a_frame_without_receive_header_takes_its_kafka_timestamp_as_receive_time_and_is_counted(
+        dispatcher, headers):
+    before = no_header_count()
+    [out] = dispatcher.dispatch(FRAME, b"BTCUSDT", headers, 2, 41, timestamp_ms=RECORD_TIMESTAMP_MS)
+    assert out.topic == topics.normalized("binance")
+    trade = TradeAvroCodec(7).decode(out.value)
+    assert trade.receive_time == RECORD_TIMESTAMP_MS * 1000
+    assert (trade.trade_id, trade.raw_partition, trade.raw_offset) == ("5266585686", 2, 41)
+    assert no_header_count() == before + 1
+
+
+def test_the_receive_header_wins_over_the_kafka_timestamp(dispatcher):
+    before = no_header_count()
+    [out] = dispatcher.dispatch(FRAME, b"BTCUSDT", HEADERS, 2, 41, timestamp_ms=RECORD_TIMESTAMP_MS)
+    assert TradeAvroCodec(7).decode(out.value).receive_time == RECEIVED_US
+    assert no_header_count() == before
+
+
+@pytest.mark.parametrize(("headers", "timestamp_ms"), [
+    ([], None),  # no timestamp either
+    ([], -1),  # librdkafka's "no timestamp"
+    ([(raw_headers.RECEIVE_TIME_US, b"soon")], RECORD_TIMESTAMP_MS),  # our header, broken: a real defect
+])
+def test_without_a_usable_receive_time_the_record_still_goes_to_the_dlq(dispatcher, headers, timestamp_ms):
+    [out] = dispatcher.dispatch(FRAME, b"BTCUSDT", headers, 1, 99, timestamp_ms=timestamp_ms)
+    assert (out.topic, dict(out.headers)[ERROR_CODE]) == (topics.DLQ, b"missing_field")
 
 
 def test_a_control_frame_publishes_nothing(dispatcher):
