@@ -107,10 +107,11 @@ def read_log(cat: Catalog, settings: Settings, layer: str) -> dict[datetime, Don
     return done
 
 
-def write_log(cat: Catalog, settings: Settings, layer: str, stat: HourStat) -> None:
+def write_log(cat: Catalog, settings: Settings, layer: str, stats: list[HourStat]) -> None:
     table = catalog.ensure_log(cat, settings)
-    row = pa.table({"layer": [layer], "hour": [stat.hour], "rows": [stat.rows], "max_ingest_time": [stat.max_ingest],
-                    "offloaded_at": [datetime.now(timezone.utc)]})
+    row = pa.table({"layer": [layer] * len(stats), "hour": [s.hour for s in stats], "rows": [s.rows for s in stats],
+                    "max_ingest_time": [s.max_ingest for s in stats],
+                    "offloaded_at": [datetime.now(timezone.utc)] * len(stats)})
     table.append(arrow.conform(row, table.schema().as_arrow(), what=schemas.OFFLOAD_LOG))
 
 
@@ -131,16 +132,34 @@ def replace_hour(table: Table, rows: pa.Table, time_column: str, start: datetime
 
 @dataclass
 class HourResult:
-    hour: datetime
+    hours: list[datetime]
     layer: str
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows written
 
 
-def offload_trade_hour(client: Client, cat: Catalog, settings: Settings, stat: HourStat,
-                       exchanges: list[str]) -> HourResult:
-    start, end = stat.hour, stat.hour + HOUR
-    props = {HOUR_PROPERTY: start.isoformat(), "streamapp.offload.layer": TRADES}
-    result = HourResult(start, TRADES)
+def batches(stats: list[HourStat]) -> list[list[HourStat]]:
+    """Consecutive due hours of one UTC day, together: each table replaces them in one commit.
+
+    Hourly runs offload one hour at a time; a catch-up (after downtime, or a replay of old
+    days) writes a day's hours in one commit per table instead of 24, which keeps the
+    table's metadata (one snapshot per commit) and the run's time small.
+    """
+    groups: list[list[HourStat]] = []
+    for stat in sorted(stats, key=lambda s: s.hour):
+        last = groups[-1][-1] if groups else None
+        if last is not None and last.hour + HOUR == stat.hour and last.hour.date() == stat.hour.date():
+            groups[-1].append(stat)
+        else:
+            groups.append([stat])
+    return groups
+
+
+def offload_trade_hours(client: Client, cat: Catalog, settings: Settings, stats: list[HourStat],
+                        exchanges: list[str]) -> HourResult:
+    """Consecutive hours (see :func:`batches`) of Bronze, Silver and Gold, one commit per table."""
+    start, end = stats[0].hour, stats[-1].hour + HOUR
+    props = {HOUR_PROPERTY: ",".join(s.hour.isoformat() for s in stats), "streamapp.offload.layer": TRADES}
+    result = HourResult([s.hour for s in stats], TRADES)
     params = {"a": micros(start), "b": micros(end)}
     for exchange in exchanges:
         spec = schemas.by_name(schemas.bronze(exchange))
@@ -153,11 +172,12 @@ def offload_trade_hour(client: Client, cat: Catalog, settings: Settings, stat: H
     result.rows[spec.name] = rows.num_rows
     for interval in hot.INTERVALS:
         spec = schemas.by_name(schemas.gold(interval))
-        a, b = gold_range(start, INTERVAL_LENGTH[interval], EPOCH)
+        a = gold_range(start, INTERVAL_LENGTH[interval], EPOCH)[0]
+        b = gold_range(end - HOUR, INTERVAL_LENGTH[interval], EPOCH)[1]
         rows = _query_arrow(client, GOLD_SQL.replace("{view}", hot.candles(interval)), {"a": int(a.timestamp()), "b": int(b.timestamp())})
         replace_hour(catalog.ensure_table(cat, settings, spec), rows, spec.time_column, a, b, props)
         result.rows[spec.name] = rows.num_rows
-    write_log(cat, settings, TRADES, stat)
+    write_log(cat, settings, TRADES, stats)
     return result
 
 
@@ -204,11 +224,13 @@ def run(settings: Settings, *, now: datetime | None = None, raw: bool = True,
     trades, exchanges = trade_plan(client, cat, settings, now)
     summary = RunSummary(trades, None)
     wrap = progress or (lambda it, total, label: it)
-    for stat in wrap(iter(trades.due), len(trades.due), "trades"):
-        summary.written.append(offload_trade_hour(client, cat, settings, stat, exchanges))
+    groups = batches(trades.due)
+    for group in wrap(iter(groups), len(groups), "trades"):
+        summary.written.append(offload_trade_hours(client, cat, settings, group, exchanges))
     if raw:
         summary.raw_plan = raw_layer.raw_plan(cat, settings, now)
-        for stat in wrap(iter(summary.raw_plan.due), len(summary.raw_plan.due), "raw"):
-            summary.written.append(raw_layer.offload_raw_hour(cat, settings, stat))
+        groups = batches(summary.raw_plan.due)
+        for group in wrap(iter(groups), len(groups), "raw"):
+            summary.written.append(raw_layer.offload_raw_hours(cat, settings, group))
     summary.seconds = time.monotonic() - began
     return summary

@@ -128,8 +128,8 @@ def raw_plan(cat: Catalog, settings: Settings, now: datetime) -> Plan:
                 retention=timedelta(milliseconds=settings.raw_retention_ms))
 
 
-def read_hour(settings: Settings, start: datetime) -> pa.Table:
-    """Every raw record with a timestamp in ``[start, start + 1h)``, as the raw table's Arrow rows."""
+def read_hours(settings: Settings, start: datetime, end: datetime) -> pa.Table:
+    """Every raw record with a timestamp in ``[start, end)``, as the raw table's Arrow rows."""
     columns: dict[str, list] = {f.name: [] for f in schemas.RAW_SCHEMA.fields}
     consumer = _consumer(settings)
     try:
@@ -139,12 +139,12 @@ def read_hour(settings: Settings, start: datetime) -> pa.Table:
             if not partitions:
                 continue
             begin = _offsets_at(consumer, topic, partitions, start)
-            end = _offsets_at(consumer, topic, partitions, start + HOUR)
-            wanted = [TopicPartition(topic, p, begin[p]) for p in partitions if end[p] > begin[p]]
+            end_at = _offsets_at(consumer, topic, partitions, end)
+            wanted = [TopicPartition(topic, p, begin[p]) for p in partitions if end_at[p] > begin[p]]
             if not wanted:
                 continue
             consumer.assign(wanted)
-            for msg in _drain(consumer, {tp.partition: end[tp.partition] for tp in wanted}, topic):
+            for msg in _drain(consumer, {tp.partition: end_at[tp.partition] for tp in wanted}, topic):
                 columns["exchange"].append(exchange)
                 columns["topic"].append(topic)
                 columns["partition"].append(msg.partition())
@@ -161,13 +161,15 @@ def read_hour(settings: Settings, start: datetime) -> pa.Table:
     return pa.table(columns, schema=schemas.RAW_SCHEMA.as_arrow())
 
 
-def offload_raw_hour(cat: Catalog, settings: Settings, stat: HourStat) -> HourResult:
+def offload_raw_hours(cat: Catalog, settings: Settings, stats: list[HourStat]) -> HourResult:
+    """Consecutive hours of raw records (see ``offload.batches``), in one commit."""
     spec = schemas.by_name(schemas.RAW)
-    rows = read_hour(settings, stat.hour)
-    replace_hour(catalog.ensure_table(cat, settings, spec), rows, spec.time_column, stat.hour, stat.hour + HOUR,
-                 {HOUR_PROPERTY: stat.hour.isoformat(), "streamapp.offload.layer": RAW})
-    write_log(cat, settings, RAW, stat)  # offsets counted, as the plan counts them (markers included)
-    return HourResult(stat.hour, RAW, {spec.name: rows.num_rows})
+    start, end = stats[0].hour, stats[-1].hour + HOUR
+    rows = read_hours(settings, start, end)
+    replace_hour(catalog.ensure_table(cat, settings, spec), rows, spec.time_column, start, end,
+                 {HOUR_PROPERTY: ",".join(s.hour.isoformat() for s in stats), "streamapp.offload.layer": RAW})
+    write_log(cat, settings, RAW, stats)  # offsets counted, as the plan counts them (markers included)
+    return HourResult([s.hour for s in stats], RAW, {spec.name: rows.num_rows})
 
 
-__all__ = ["raw_hours", "raw_plan", "read_hour", "offload_raw_hour", "utc"]
+__all__ = ["raw_hours", "raw_plan", "read_hours", "offload_raw_hours", "utc"]

@@ -48,7 +48,7 @@ def offload(every: str | None, raw: bool) -> None:
         raise click.BadParameter("give a duration like 1h or 15m", param_hint="--every")
     console = _console()
     while True:
-        with Progress(TextColumn("offloading {task.description} hours"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("offloading {task.description} (days of hours)"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             def progress(items, total, label):
                 task = bar.add_task(label, total=total)
@@ -71,7 +71,7 @@ def _print_offload(summary, console: Console) -> None:
     for layer, plan in plans:
         written = [w for w in summary.written if w.layer == layer]
         rows = sum(sum(w.rows.values()) for w in written)
-        table.add_row(layer, str(len(written)), f"{rows:,}", str(len(plan.done)), str(len(plan.open)),
+        table.add_row(layer, str(sum(len(w.hours) for w in written)), f"{rows:,}", str(len(plan.done)), str(len(plan.open)),
                       str(len(plan.expired)))
     console.print(table)
     for layer, plan in plans:
