@@ -4,9 +4,10 @@ Inserts N synthetic trades (fresh symbols each run, spread over the 24 hours of 
 ``bronze_trades_binance`` of a running local stack, so ClickHouse's views build Silver and Gold
 from them as from Kafka, then times, into a private catalog and warehouse under a temp dir:
 
-- ``offload`` of every hour (Bronze, Silver, six Gold tables and the offload log per hour),
+- a catch-up ``offload`` of every due hour (a day's hours in one commit per table),
 - a second ``offload`` (nothing due: no commit, no file),
-- ``iceberg maintain`` after the hours were offloaded twice (the log dropped in between),
+- into a fresh catalog, an hour-by-hour ``offload`` (one commit per hour and table, as hourly
+  runs write), then ``iceberg maintain`` (compaction, expiry, unreferenced files),
 
 and counts data files and files stored. The hot tier may hold other hours too (tests'
 trades); they are offloaded alongside and counted in the figures.
@@ -64,43 +65,55 @@ def files(root: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--trades", type=int, default=1_000_000, help="0: use what the hot tier holds")
     parser.add_argument("--symbols", type=int, default=10)
     args = parser.parse_args()
 
-    run = uuid.uuid4().hex[:5].upper()
-    day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(run, 16) % 365)
-    symbols = [f"B{run}{i}/USDT" for i in range(args.symbols)]
-    print(f"inserting {args.trades:,} trades of {day:%Y-%m-%d} into ClickHouse ...")
-    inserted_s = insert_trades(args.trades, day, symbols)
-    print(f"inserted in {inserted_s:.1f} s")
+    if args.trades:
+        run = uuid.uuid4().hex[:5].upper()
+        day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(run, 16) % 365)
+        symbols = [f"B{run}{i}/USDT" for i in range(args.symbols)]
+        print(f"inserting {args.trades:,} trades of {day:%Y-%m-%d} into ClickHouse ...")
+        inserted_s = insert_trades(args.trades, day, symbols)
+        print(f"inserted in {inserted_s:.1f} s")
 
-    tmp = Path(tempfile.mkdtemp(prefix="coldtier-bench-"))
-    os.environ |= {"STREAMAPP_ICEBERG_CATALOG_URI": f"sqlite:///{tmp / 'catalog.db'}",
-                   "STREAMAPP_ICEBERG_WAREHOUSE": (tmp / "warehouse").as_uri(),
-                   "STREAMAPP_ICEBERG_OFFLOAD_GRACE_S": "0", "STREAMAPP_ICEBERG_ORPHAN_MIN_AGE_S": "0",
-                   "STREAMAPP_ICEBERG_SNAPSHOT_MAX_AGE_H": "0.0001"}
-    get_settings.cache_clear()
-    settings = get_settings()
     from streamapp.coldtier import catalog, schemas
     from streamapp.coldtier import maintain as maintenance
     from streamapp.coldtier import offload
 
+    def fresh_catalog() -> Path:
+        tmp = Path(tempfile.mkdtemp(prefix="coldtier-bench-"))
+        os.environ.update({"STREAMAPP_ICEBERG_CATALOG_URI": f"sqlite:///{tmp / 'catalog.db'}",
+                           "STREAMAPP_ICEBERG_WAREHOUSE": (tmp / "warehouse").as_uri(),
+                           "STREAMAPP_ICEBERG_OFFLOAD_GRACE_S": "0", "STREAMAPP_ICEBERG_ORPHAN_MIN_AGE_S": "0",
+                           "STREAMAPP_ICEBERG_SNAPSHOT_MAX_AGE_H": "0.0001"})
+        get_settings.cache_clear()
+        return tmp
+
+    def hours(summary) -> int:
+        return sum(len(w.hours) for w in summary.written)
+
+    # 1. catch-up: every due hour at once (consecutive hours of a day in one commit per table)
+    tmp = fresh_catalog()
+    settings = get_settings()
     first = offload.run(settings, raw=False)
     rows = sum(sum(w.rows.values()) for w in first.written)
-    print(f"offload: {sum(len(w.hours) for w in first.written)} hours, {rows:,} rows in {first.seconds:.1f} s; "
+    print(f"catch-up offload: {hours(first)} hours, {rows:,} rows in {first.seconds:.1f} s; "
           f"files stored {files(tmp / 'warehouse')}")
     cat = catalog.open_catalog(settings)
     silver = cat.load_table(catalog.identifier(settings, schemas.SILVER))
     print(f"  silver_trades: {len(silver.inspect.files())} data files, "
           f"{sum(silver.inspect.files().column('file_size_in_bytes').to_pylist()) / 2**20:.1f} MiB")
     again = offload.run(settings, raw=False)
-    print(f"second offload: {sum(len(w.hours) for w in again.written)} hours in {again.seconds:.1f} s; "
-          f"files stored {files(tmp / 'warehouse')}")
-    cat.drop_table(catalog.identifier(settings, schemas.OFFLOAD_LOG))
-    forced = offload.run(settings, raw=False)
-    print(f"offload again (log dropped): {sum(len(w.hours) for w in forced.written)} hours in {forced.seconds:.1f} s; "
-          f"files stored {files(tmp / 'warehouse')}")
+    print(f"second offload: {hours(again)} hours in {again.seconds:.1f} s; files stored {files(tmp / 'warehouse')}")
+
+    # 2. hourly operation: one commit per hour and table, as `offload --every 1h` writes them
+    tmp = fresh_catalog()
+    settings = get_settings()
+    hourly = offload.run(settings, raw=False, batch=False)
+    print(f"hour-by-hour offload: {hours(hourly)} hours in {hourly.seconds:.1f} s "
+          f"({hourly.seconds / max(1, hours(hourly)):.2f} s per hour); files stored {files(tmp / 'warehouse')}")
+    cat = catalog.open_catalog(settings)
     time.sleep(1)
     before = files(tmp / "warehouse")
     report = maintenance.run(settings)
@@ -111,7 +124,6 @@ def main() -> None:
     began = time.monotonic()
     n = cat.load_table(catalog.identifier(settings, schemas.SILVER)).scan().to_arrow().num_rows
     print(f"full read of silver_trades: {n:,} rows in {time.monotonic() - began:.2f} s")
-    print(f"(catalog and warehouse in {tmp})")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ def cold_tail(settings: Settings, table_name: str, n: int) -> Result:
     if table is None:
         raise StreamappError(f"{table_name} has nothing offloaded yet (`streamapp offload`)")
     rows = table.scan().to_arrow()
-    order = next((c for c in TAIL_ORDER if c in rows.column_names), schemas.by_name(table_name).time_column)
-    rows = rows.sort_by([(order, "descending")]).slice(0, n).to_pylist()
+    time_column = schemas.by_name(table_name).time_column
+    order = next((c for c in TAIL_ORDER if c in rows.column_names), time_column)
+    rows = rows.sort_by([(order, "descending"), (time_column, "descending")]).slice(0, n).to_pylist()
     columns = table.schema().column_names
     return Result(columns, [[r[c] for c in columns] for r in reversed(rows)])

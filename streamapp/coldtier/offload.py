@@ -210,9 +210,12 @@ def trade_plan(client: Client, cat: Catalog, settings: Settings, now: datetime) 
                 retention=timedelta(days=settings.hot_retention_days)), exchanges
 
 
-def run(settings: Settings, *, now: datetime | None = None, raw: bool = True,
+def run(settings: Settings, *, now: datetime | None = None, raw: bool = True, batch: bool = True,
         progress: Callable[[Iterator, int, str], Iterator] | None = None) -> RunSummary:
-    """Offload every due hour (trades, then raw records); ``progress`` wraps the hour loops (a bar)."""
+    """Offload every due hour (trades, then raw records); ``progress`` wraps the hour loops (a bar).
+
+    ``batch=False`` commits hour by hour, as hourly runs do (the benchmark and tests use it).
+    """
     import time
 
     from streamapp.coldtier import raw as raw_layer
@@ -224,12 +227,12 @@ def run(settings: Settings, *, now: datetime | None = None, raw: bool = True,
     trades, exchanges = trade_plan(client, cat, settings, now)
     summary = RunSummary(trades, None)
     wrap = progress or (lambda it, total, label: it)
-    groups = batches(trades.due)
+    groups = batches(trades.due) if batch else [[s] for s in trades.due]
     for group in wrap(iter(groups), len(groups), "trades"):
         summary.written.append(offload_trade_hours(client, cat, settings, group, exchanges))
     if raw:
         summary.raw_plan = raw_layer.raw_plan(cat, settings, now)
-        groups = batches(summary.raw_plan.due)
+        groups = batches(summary.raw_plan.due) if batch else [[s] for s in summary.raw_plan.due]
         for group in wrap(iter(groups), len(groups), "raw"):
             summary.written.append(raw_layer.offload_raw_hours(cat, settings, group))
     summary.seconds = time.monotonic() - began

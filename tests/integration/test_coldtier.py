@@ -215,17 +215,45 @@ def test_cold_candles_equal_hot_candles(offloaded):
 
 
 def test_maintenance_reduces_files_and_keeps_every_row(offloaded, migrated):
-    # A second offload of the same hours (forced through a fresh log) adds snapshots and files.
+    from streamapp.coldtier import maintain, offload
+
+    # Offload the same hours again, hour by hour as hourly runs do (the log dropped, so all are
+    # due): each day partition now holds a file per hour, and older snapshots hold the rest.
     before_rows = _digest(migrated, offloaded)
     settings = _settings(migrated, offloaded)
     cat = catalog.open_catalog(settings)
     cat.drop_table(catalog.identifier(settings, schemas.OFFLOAD_LOG))
-    ok("offload", "--no-raw", env=offloaded)
+    summary = offload.run(settings, raw=False, batch=False)
+    assert len(summary.written) >= HOURS and all(len(w.hours) == 1 for w in summary.written)
     assert _digest(migrated, offloaded) == before_rows  # re-offloading an hour neither duplicates nor loses
+    silver = cat.load_table(catalog.identifier(settings, schemas.SILVER))
+    day = T0.date()
+    mine = [f for f in silver.inspect.files().select(["partition"]).to_pylist()
+            if f["partition"]["trade_time_day"] == day]
+    assert len(mine) >= HOURS  # one per offloaded hour of that day and exchange
     before_files = len(_files(offloaded))
     time.sleep(1)  # snapshots older than the (tiny) max age
-    out = ok("iceberg", "maintain", env=offloaded)
+    report = maintain.run(settings)
     after_files = len(_files(offloaded))
-    assert after_files < before_files, out
+    assert after_files < before_files
+    by_table = {t.table: t for t in report.tables}
+    assert by_table[schemas.SILVER].data_files_after < by_table[schemas.SILVER].data_files_before
+    assert by_table[schemas.SILVER].partitions_compacted >= 2 and by_table[schemas.SILVER].snapshots_expired > 0
+    silver = cat.load_table(catalog.identifier(settings, schemas.SILVER))
+    assert len([f for f in silver.inspect.files().select(["partition"]).to_pylist()
+                if f["partition"]["trade_time_day"] == day]) == 2  # one per exchange
     assert _digest(migrated, offloaded) == before_rows
     ok("verify", "warm-cold", "--from", START.isoformat(), "--to", END.isoformat(), env=offloaded)
+    out = ok("iceberg", "maintain", env=offloaded)  # the CLI, with nothing left to compact
+    assert "silver_trades" in out and "files deleted" in out
+
+
+def test_status_shows_the_offload_state_and_warns_before_the_ttl_deletes_an_hour(offloaded, tmp_path):
+    report = json.loads(invoke("status", "--format", "json", env=offloaded).output)["cold_tier"]
+    assert report["hours_offloaded"] >= HOURS and report["lag_s"] is not None and report["at_risk"] == []
+    # Nothing offloaded into a fresh catalog, and a one-day TTL: every hour is deleted within the day.
+    fresh = _env(tmp_path) | {"STREAMAPP_HOT_RETENTION_DAYS": "1"}
+    result = invoke("status", env=fresh)
+    text = " ".join(result.output.split())
+    assert "0 hours offloaded" in text and f"hour {T0.isoformat()} is not offloaded" in text, result.output
+    assert "run `streamapp offload`" in text
