@@ -202,19 +202,27 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def trade_plan(client: Client, cat: Catalog, settings: Settings, now: datetime) -> tuple[Plan, list[str]]:
+def in_window(stats: list[HourStat], since: datetime | None, until: datetime | None) -> list[HourStat]:
+    """The hours starting in ``[since, until)`` (either end open)."""
+    return [s for s in stats if (since is None or s.hour >= since) and (until is None or s.hour < until)]
+
+
+def trade_plan(client: Client, cat: Catalog, settings: Settings, now: datetime,
+               since: datetime | None = None, until: datetime | None = None) -> tuple[Plan, list[str]]:
     exchanges = bronze_sources(client)
-    stats = trade_hours(client, exchanges)
+    stats = in_window(trade_hours(client, exchanges), since, until)
     return plan(stats, read_log(cat, settings, TRADES), now=now,
                 grace=timedelta(seconds=settings.iceberg_offload_grace_s),
                 retention=timedelta(days=settings.hot_retention_days)), exchanges
 
 
 def run(settings: Settings, *, now: datetime | None = None, raw: bool = True, batch: bool = True,
+        since: datetime | None = None, until: datetime | None = None,
         progress: Callable[[Iterator, int, str], Iterator] | None = None) -> RunSummary:
     """Offload every due hour (trades, then raw records); ``progress`` wraps the hour loops (a bar).
 
-    ``batch=False`` commits hour by hour, as hourly runs do (the benchmark and tests use it).
+    ``batch=False`` commits hour by hour, as hourly runs do (the benchmark and tests use it);
+    ``since``/``until`` limit the run to the hours starting in that range.
     """
     import time
 
@@ -224,14 +232,14 @@ def run(settings: Settings, *, now: datetime | None = None, raw: bool = True, ba
     now = now or datetime.now(timezone.utc)
     client = connect(settings, send_receive_timeout=300)
     cat = catalog.open_catalog(settings)
-    trades, exchanges = trade_plan(client, cat, settings, now)
+    trades, exchanges = trade_plan(client, cat, settings, now, since, until)
     summary = RunSummary(trades, None)
     wrap = progress or (lambda it, total, label: it)
     groups = batches(trades.due) if batch else [[s] for s in trades.due]
     for group in wrap(iter(groups), len(groups), "trades"):
         summary.written.append(offload_trade_hours(client, cat, settings, group, exchanges))
     if raw:
-        summary.raw_plan = raw_layer.raw_plan(cat, settings, now)
+        summary.raw_plan = raw_layer.raw_plan(cat, settings, now, since, until)
         groups = batches(summary.raw_plan.due) if batch else [[s] for s in summary.raw_plan.due]
         for group in wrap(iter(groups), len(groups), "raw"):
             summary.written.append(raw_layer.offload_raw_hours(cat, settings, group))

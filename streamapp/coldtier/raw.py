@@ -16,7 +16,16 @@ from pyiceberg.catalog import Catalog
 
 from streamapp import topics
 from streamapp.coldtier import catalog, schemas
-from streamapp.coldtier.offload import HOUR_PROPERTY, RAW, HourResult, read_log, replace_hour, utc, write_log
+from streamapp.coldtier.offload import (
+    HOUR_PROPERTY,
+    RAW,
+    HourResult,
+    in_window,
+    read_log,
+    replace_hour,
+    utc,
+    write_log,
+)
 from streamapp.coldtier.plan import HOUR, HourStat, Plan, hour_of, plan
 from streamapp.errors import StreamappError
 from streamapp.exchanges import EXCHANGES
@@ -93,8 +102,9 @@ def _drain(consumer: Consumer, ends: dict[int, int], topic: str):
                 consumer.pause([TopicPartition(topic, p)])
 
 
-def raw_hours(settings: Settings, now: datetime) -> list[HourStat]:
-    """Records per hour of record timestamp across every exchange's raw topic, from the oldest retained one."""
+def raw_hours(settings: Settings, now: datetime, since: datetime | None = None) -> list[HourStat]:
+    """Records per hour of record timestamp across every exchange's raw topic, from the oldest retained one
+    (or ``since``, if later)."""
     consumer = _consumer(settings)
     try:
         counts: dict[datetime, int] = {}
@@ -106,7 +116,7 @@ def raw_hours(settings: Settings, now: datetime) -> list[HourStat]:
             first = _first_time(consumer, topic, partitions)
             if first is None:
                 continue
-            hour = hour_of(first)
+            hour = hour_of(first if since is None else max(first, since))
             before = _offsets_at(consumer, topic, partitions, hour)
             while hour <= now:
                 after = _offsets_at(consumer, topic, partitions, hour + HOUR)
@@ -122,8 +132,9 @@ def raw_hours(settings: Settings, now: datetime) -> list[HourStat]:
         consumer.close()
 
 
-def raw_plan(cat: Catalog, settings: Settings, now: datetime) -> Plan:
-    return plan(raw_hours(settings, now), read_log(cat, settings, RAW), now=now,
+def raw_plan(cat: Catalog, settings: Settings, now: datetime, since: datetime | None = None,
+             until: datetime | None = None) -> Plan:
+    return plan(in_window(raw_hours(settings, now, since), since, until), read_log(cat, settings, RAW), now=now,
                 grace=timedelta(seconds=settings.iceberg_offload_grace_s),
                 retention=timedelta(milliseconds=settings.raw_retention_ms))
 

@@ -28,7 +28,9 @@ def _console() -> Console:
 @click.option("--every", help="Run again at this interval (1h, 15m, ...) until interrupted; default: once.")
 @click.option("--raw/--no-raw", default=True, show_default=True,
               help="Also offload the raw topics' records (the raw layer).")
-def offload(every: str | None, raw: bool) -> None:
+@click.option("--from", "since", help="Only hours from this one (ISO 8601, no zone = UTC, or epoch ms).")
+@click.option("--to", "until", help="Only hours starting before this (exclusive).")
+def offload(every: str | None, raw: bool, since: str | None, until: str | None) -> None:
     """Copy every closed hour not yet offloaded from the hot tier into the Iceberg tables.
 
     Each table's hour is replaced in one Iceberg commit, so an hour offloaded twice holds the
@@ -40,9 +42,11 @@ def offload(every: str | None, raw: bool) -> None:
     \b
       streamapp offload              # once
       streamapp offload --every 1h   # hourly, until Ctrl-C
+      streamapp offload --from 2024-08-08 --to 2024-08-09   # only that day's hours
     """
     from streamapp.coldtier import offload as ops
 
+    start, end = _range(since, until)
     interval = parse_window(every) if every else None
     if every and interval is None:
         raise click.BadParameter("give a duration like 1h or 15m", param_hint="--every")
@@ -55,12 +59,23 @@ def offload(every: str | None, raw: bool) -> None:
                 for item in items:
                     yield item
                     bar.advance(task)
-            summary = ops.run(get_settings(), raw=raw, progress=progress)
+            summary = ops.run(get_settings(), raw=raw, since=start, until=end, progress=progress)
         _print_offload(summary, console)
         if interval is None:
             return
         log.info("next offload in %s", every)
         time.sleep(interval)
+
+
+def _range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    from streamapp.errors import StreamappError
+
+    a = None if since is None else parse_time_ms(since, "--from")
+    b = None if until is None else parse_time_ms(until, "--to")
+    if a is not None and b is not None and b <= a:
+        raise StreamappError(f"--to {until} must be after --from {since}")
+    return (None if a is None else datetime.fromtimestamp(a / 1000, timezone.utc),
+            None if b is None else datetime.fromtimestamp(b / 1000, timezone.utc))
 
 
 def _print_offload(summary, console: Console) -> None:
@@ -129,12 +144,8 @@ def warm_cold(since: str, until: str) -> None:
     from streamapp.clients.clickhouse import connect
     from streamapp.coldtier import catalog
     from streamapp.coldtier import verify as ops
-    from streamapp.ops.tables import check_range
 
-    a_ms, b_ms = parse_time_ms(since, "--from"), parse_time_ms(until, "--to")
-    check_range(a_ms, b_ms)
-    start = datetime.fromtimestamp(a_ms / 1000, timezone.utc)
-    end = datetime.fromtimestamp(b_ms / 1000, timezone.utc)
+    start, end = _range(since, until)
     settings = get_settings()
     differences, compared = ops.verify(connect(settings), catalog.open_catalog(settings), settings, start, end)
     console = _console()

@@ -63,7 +63,8 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _settings(stack: Settings, env: dict[str, str]) -> Settings:
-    return stack.model_copy(update={k.removeprefix("STREAMAPP_").lower(): v for k, v in env.items()})
+    del stack  # the stack's settings come from the environment; ``env`` adds the cold tier's
+    return Settings(**{k.removeprefix("STREAMAPP_").lower(): v for k, v in env.items()})
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +130,21 @@ def _digest(stack: Settings, env: dict[str, str]) -> dict[str, str]:
     return digests
 
 
+RANGE = ("--from", START.isoformat(), "--to", END.isoformat())
+
+
+def _raw_range() -> tuple[str, ...]:
+    hour = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    return "--from", hour.isoformat(), "--to", (hour + timedelta(hours=1)).isoformat()
+
+
 @pytest.fixture(scope="module")
 def offloaded(loaded, migrated):
-    out = ok("offload", env=loaded)
-    assert "trades" in out and "raw" in out
+    """This module's hours offloaded (the shared hot tier may hold many more: --from/--to keep the tests small)."""
+    out = ok("offload", "--no-raw", *RANGE, env=loaded)
+    assert "trades" in out
+    out = ok("offload", *_raw_range(), env=loaded)
+    assert "raw" in out
     return loaded
 
 
@@ -164,7 +176,8 @@ def test_iceberg_rows_equal_clickhouse_rows(offloaded, migrated):
 
 def test_second_offload_changes_no_row_and_no_file(offloaded, migrated):
     before_files, before_rows = _files(offloaded), _digest(migrated, offloaded)
-    out = ok("offload", env=offloaded)
+    out = ok("offload", "--no-raw", *RANGE, env=offloaded)
+    ok("offload", *_raw_range(), env=offloaded)
     assert _files(offloaded) == before_files
     assert _digest(migrated, offloaded) == before_rows
     assert "trades" in out
@@ -177,7 +190,7 @@ def test_verify_catches_a_missing_hour_and_an_altered_row(offloaded, migrated, t
 
     # A catalog of its own, offloaded afresh: the other tests keep the good one.
     env = _env(tmp_path)
-    ok("offload", "--no-raw", env=env)
+    ok("offload", "--no-raw", *RANGE, env=env)
     ok("verify", "warm-cold", "--from", START.isoformat(), "--to", END.isoformat(), env=env)
     settings = _settings(migrated, env)
     cat = catalog.open_catalog(settings)
@@ -214,17 +227,28 @@ def test_cold_candles_equal_hot_candles(offloaded):
             assert cold == hot and len(hot) == (HOURS * PER_HOUR if interval == "1m" else HOURS)
 
 
+def test_status_shows_the_offload_state_and_warns_before_the_ttl_deletes_an_hour(offloaded, tmp_path):
+    report = json.loads(invoke("status", "--format", "json", env=offloaded).output)["cold_tier"]
+    assert report["hours_offloaded"] >= HOURS and report["lag_s"] is not None and report["at_risk"] == []
+    # Nothing offloaded into a fresh catalog, and a one-day TTL: every hour is deleted within the day.
+    fresh = _env(tmp_path) | {"STREAMAPP_HOT_RETENTION_DAYS": "1"}
+    result = invoke("status", env=fresh)
+    text = " ".join(result.output.split())
+    assert "0 hours offloaded" in text and f"hour {T0.isoformat()} is not offloaded" in text, result.output
+    assert "run `streamapp offload`" in text
+
+
 def test_maintenance_reduces_files_and_keeps_every_row(offloaded, migrated):
     from streamapp.coldtier import maintain, offload
 
-    # Offload the same hours again, hour by hour as hourly runs do (the log dropped, so all are
+    # Last in this module: it drops the offload log. Offload the same hours again, hour by hour as hourly runs do (the log dropped, so all are
     # due): each day partition now holds a file per hour, and older snapshots hold the rest.
     before_rows = _digest(migrated, offloaded)
     settings = _settings(migrated, offloaded)
     cat = catalog.open_catalog(settings)
     cat.drop_table(catalog.identifier(settings, schemas.OFFLOAD_LOG))
-    summary = offload.run(settings, raw=False, batch=False)
-    assert len(summary.written) >= HOURS and all(len(w.hours) == 1 for w in summary.written)
+    summary = offload.run(settings, raw=False, batch=False, since=START, until=END)
+    assert len(summary.written) == HOURS and all(len(w.hours) == 1 for w in summary.written)
     assert _digest(migrated, offloaded) == before_rows  # re-offloading an hour neither duplicates nor loses
     silver = cat.load_table(catalog.identifier(settings, schemas.SILVER))
     day = T0.date()
@@ -246,14 +270,3 @@ def test_maintenance_reduces_files_and_keeps_every_row(offloaded, migrated):
     ok("verify", "warm-cold", "--from", START.isoformat(), "--to", END.isoformat(), env=offloaded)
     out = ok("iceberg", "maintain", env=offloaded)  # the CLI, with nothing left to compact
     assert "silver_trades" in out and "files deleted" in out
-
-
-def test_status_shows_the_offload_state_and_warns_before_the_ttl_deletes_an_hour(offloaded, tmp_path):
-    report = json.loads(invoke("status", "--format", "json", env=offloaded).output)["cold_tier"]
-    assert report["hours_offloaded"] >= HOURS and report["lag_s"] is not None and report["at_risk"] == []
-    # Nothing offloaded into a fresh catalog, and a one-day TTL: every hour is deleted within the day.
-    fresh = _env(tmp_path) | {"STREAMAPP_HOT_RETENTION_DAYS": "1"}
-    result = invoke("status", env=fresh)
-    text = " ".join(result.output.split())
-    assert "0 hours offloaded" in text and f"hour {T0.isoformat()} is not offloaded" in text, result.output
-    assert "run `streamapp offload`" in text
