@@ -63,6 +63,12 @@ def open_catalog(settings: Settings) -> Catalog:
                              "check STREAMAPP_ICEBERG_CATALOG_URI") from exc
 
 
+def exists(settings: Settings) -> bool:
+    """False where the embedded catalog was never created (nothing offloaded): readers then need not create it."""
+    uri = catalog_uri(settings)
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+
+
 def identifier(settings: Settings, name: str) -> tuple[str, str]:
     return settings.iceberg_namespace, name
 

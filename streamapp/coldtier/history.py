@@ -43,6 +43,8 @@ def _ms(ms: int) -> str:
 def cold_candles(settings: Settings, q: CandleQuery, *, before_ms: int | None = None) -> Result:
     """The last ``q.last`` candles (oldest first) from the Iceberg Gold table; ``before_ms`` caps the range."""
     q.check()
+    if not catalog.exists(settings):
+        return Result(list(CANDLE_COLUMNS), [])
     cat = catalog.open_catalog(settings)
     table = catalog.load(cat, settings, schemas.gold(q.interval))
     if table is None:
@@ -78,8 +80,7 @@ def cold_tail(settings: Settings, table_name: str, n: int) -> Result:
     names = cold_table_names()
     if table_name not in names:
         raise StreamappError(f"the cold tier has no table {table_name!r}: it has {', '.join(names)}")
-    cat = catalog.open_catalog(settings)
-    table = catalog.load(cat, settings, table_name)
+    table = catalog.load(catalog.open_catalog(settings), settings, table_name) if catalog.exists(settings) else None
     if table is None:
         raise StreamappError(f"{table_name} has nothing offloaded yet (`streamapp offload`)")
     rows = table.scan().to_arrow()

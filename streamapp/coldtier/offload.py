@@ -96,8 +96,9 @@ def trade_hours(client: Client, exchanges: list[str]) -> list[HourStat]:
 
 # --- the watermark ---------------------------------------------------------------------------------
 
-def read_log(cat: Catalog, settings: Settings, layer: str) -> dict[datetime, Done]:
-    table = catalog.load(cat, settings, schemas.OFFLOAD_LOG)
+def read_log(cat: Catalog | None, settings: Settings, layer: str) -> dict[datetime, Done]:
+    """What the offload log holds for ``layer``, by hour (nothing without a catalog)."""
+    table = None if cat is None else catalog.load(cat, settings, schemas.OFFLOAD_LOG)
     if table is None:
         return {}
     rows = table.scan(row_filter=f"layer = '{layer}'").to_arrow().sort_by([("offloaded_at", "ascending")])
@@ -207,7 +208,7 @@ def in_window(stats: list[HourStat], since: datetime | None, until: datetime | N
     return [s for s in stats if (since is None or s.hour >= since) and (until is None or s.hour < until)]
 
 
-def trade_plan(client: Client, cat: Catalog, settings: Settings, now: datetime,
+def trade_plan(client: Client, cat: Catalog | None, settings: Settings, now: datetime,
                since: datetime | None = None, until: datetime | None = None) -> tuple[Plan, list[str]]:
     exchanges = bronze_sources(client)
     stats = in_window(trade_hours(client, exchanges), since, until)

@@ -19,7 +19,8 @@ def report(settings: Settings, now: datetime | None = None) -> dict:
     out: dict = {"catalog": catalog.catalog_uri(settings)}
     try:
         client = connect(settings, send_receive_timeout=30)
-        plan_, _ = trade_plan(client, catalog.open_catalog(settings), settings, now)
+        cat = catalog.open_catalog(settings) if catalog.exists(settings) else None  # status creates nothing
+        plan_, _ = trade_plan(client, cat, settings, now)
     except Exception as exc:  # noqa: BLE001 - status reports a part it cannot read, in one line
         return out | {"error": f"cannot read the offload state: {root_cause(exc)}"}
     behind = lag(plan_, now)

@@ -85,7 +85,7 @@ def tail(table: str, n: int, tier: str, fmt: str) -> None:
         result = history.cold_tail(get_settings(), table, n)
     else:
         client = ops.open_readonly(get_settings())
-        if tier == "auto" and table not in ops.table_names_in(client):
+        if tier == "auto" and table in history.cold_table_names() and table not in ops.table_names_in(client):
             result = history.cold_tail(get_settings(), table, n)
         else:
             result = ops.tail(client, table, n)

@@ -227,6 +227,30 @@ def test_cold_candles_equal_hot_candles(offloaded):
             assert cold == hot and len(hot) == (HOURS * PER_HOUR if interval == "1m" else HOURS)
 
 
+def test_auto_reads_the_cold_tier_for_what_the_hot_tier_no_longer_holds(offloaded, migrated):
+    import pyarrow as pa
+
+    # A symbol only the cold tier knows (its hot rows long deleted): a 2019 candle written into Iceberg.
+    settings = _settings(migrated, offloaded)
+    gold = catalog.open_catalog(settings).load_table(catalog.identifier(settings, schemas.gold("1m")))
+    t = datetime(2019, 6, 1, 12, 0, tzinfo=timezone.utc)
+    symbol = f"OLD{RUN}/USDT"
+    row = {"exchange": BINANCE, "symbol": symbol, "window_start": t, "open": Decimal("1"), "high": Decimal("2"),
+           "low": Decimal("0.5"), "close": Decimal("1.5"), "volume": Decimal("3"), "quote_volume": Decimal("4.5"),
+           "trade_count": 2, "taker_buy_volume": Decimal("1"), "taker_buy_quote_volume": Decimal("1.5"),
+           "first_trade_time": t, "last_trade_time": t + timedelta(seconds=30)}
+    gold.append(pa.Table.from_pylist([row], schema=gold.schema().as_arrow()))
+    args = ["tables", "candles", "--exchange", BINANCE, "--symbol", symbol, "--format", "json"]
+    assert json.loads(ok(*args, env=offloaded)) == [
+        {"window_start": "2019-06-01T12:00:00Z", "open": "1", "high": "2", "low": "0.5", "close": "1.5",
+         "volume": "3", "quote_volume": "4.5", "trade_count": 2}]
+    result = invoke(*args, "--tier", "hot", env=offloaded)
+    assert result.exit_code == 1 and "no 1m candles" in result.output
+    tail = json.loads(ok("tables", "tail", schemas.bronze(BINANCE), "--tier", "cold", "-n", "3", "--format", "json",
+                         env=offloaded))
+    assert len(tail) == 3 and [r["ingest_time"] for r in tail] == sorted(r["ingest_time"] for r in tail)
+
+
 def test_status_shows_the_offload_state_and_warns_before_the_ttl_deletes_an_hour(offloaded, tmp_path):
     report = json.loads(invoke("status", "--format", "json", env=offloaded).output)["cold_tier"]
     assert report["hours_offloaded"] >= HOURS and report["lag_s"] is not None and report["at_risk"] == []
