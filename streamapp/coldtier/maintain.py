@@ -233,5 +233,3 @@ def run(settings: Settings, *, now: datetime | None = None, compact: bool = True
     report.seconds = time.monotonic() - began
     return report
 
-
-__all__ = ["run", "maintain_table", "compact_partition", "referenced_files"]

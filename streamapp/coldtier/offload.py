@@ -23,7 +23,6 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 from pyiceberg.table import Table
 
 from streamapp import tables as hot
-from streamapp import topics
 from streamapp.clients.clickhouse import connect
 from streamapp.coldtier import arrow, catalog, schemas
 from streamapp.coldtier.plan import HOUR, Done, HourStat, Plan, gold_range, plan

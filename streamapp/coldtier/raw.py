@@ -23,7 +23,6 @@ from streamapp.coldtier.offload import (
     in_window,
     read_log,
     replace_hour,
-    utc,
     write_log,
 )
 from streamapp.coldtier.plan import HOUR, HourStat, Plan, hour_of, plan
@@ -182,5 +181,3 @@ def offload_raw_hours(cat: Catalog, settings: Settings, stats: list[HourStat]) -
     write_log(cat, settings, RAW, stats)  # offsets counted, as the plan counts them (markers included)
     return HourResult([s.hour for s in stats], RAW, {spec.name: rows.num_rows})
 
-
-__all__ = ["raw_hours", "raw_plan", "read_hours", "offload_raw_hours", "utc"]

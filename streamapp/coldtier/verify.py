@@ -12,7 +12,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -152,6 +152,3 @@ def verify(client: Client, cat: Catalog, settings: Settings, start: datetime, en
     cold_side = cold_summary(cat, settings, start, end, exchanges)
     return compare(hot_side, cold_side), len(set(hot_side) | set(cold_side))
 
-
-def hours(start: datetime, end: datetime) -> int:
-    return (end - start) // timedelta(hours=1)

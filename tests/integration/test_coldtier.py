@@ -165,6 +165,9 @@ def test_iceberg_rows_equal_clickhouse_rows(offloaded, migrated):
     cold = sorted((r["exchange"], r["symbol"], r["trade_id"], r["price"], r["quantity"])
                   for r in table.scan().to_arrow().to_pylist() if r["symbol"] in symbols)
     assert cold == hot and len(cold) == 2 * HOURS * PER_HOUR
+    # the commit that wrote them names its hours in the snapshot's properties
+    recorded = [set(s.summary.get("streamapp.offload.hour", "").split(",")) for s in table.snapshots()]
+    assert any({(T0 + timedelta(hours=h)).isoformat() for h in range(HOURS)} <= hours for hours in recorded)
     bronze = cat.load_table(catalog.identifier(settings, schemas.bronze(BINANCE)))
     rows = [r for r in bronze.scan().to_arrow().to_pylist() if r["symbol"] == SYMBOLS[BINANCE]]
     assert len(rows) == HOURS * PER_HOUR + 5  # the redeliveries, each with its own Kafka offset
