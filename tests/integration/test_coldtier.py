@@ -158,13 +158,22 @@ def test_iceberg_rows_equal_clickhouse_rows(offloaded, migrated):
     cat = catalog.open_catalog(settings)
     client = connect(migrated)
     symbols = tuple(SYMBOLS.values())
-    hot = sorted((r[0], r[1], r[2], r[3], r[4]) for r in client.query(
-        f"SELECT exchange, symbol, trade_id, price, quantity FROM silver_trades FINAL WHERE symbol IN {symbols}"
-    ).result_rows)
+    from streamapp.coldtier.offload import utc
+
+    def norm(row) -> tuple:
+        return tuple(utc(v) if isinstance(v, datetime) else v for v in row)
+
+    for spec, sql in ((schemas.SILVER, "SELECT {c} FROM silver_trades FINAL WHERE symbol IN {s}"),
+                      (schemas.bronze(BINANCE), "SELECT {c} FROM bronze_trades_binance WHERE symbol IN {s}"),
+                      (schemas.gold("5m"), "SELECT {c} FROM gold_ohlcv_5m_final WHERE symbol IN {s}")):
+        table = cat.load_table(catalog.identifier(settings, spec))
+        columns = table.schema().column_names
+        hot = sorted(norm(r) for r in client.query(sql.format(c=", ".join(columns), s=symbols)).result_rows)
+        cold = sorted(norm(r[c] for c in columns) for r in table.scan().to_arrow().to_pylist()
+                      if r["symbol"] in symbols)
+        assert cold == hot and cold, spec  # every column of every row, decimals and µs exact
     table = cat.load_table(catalog.identifier(settings, schemas.SILVER))
-    cold = sorted((r["exchange"], r["symbol"], r["trade_id"], r["price"], r["quantity"])
-                  for r in table.scan().to_arrow().to_pylist() if r["symbol"] in symbols)
-    assert cold == hot and len(cold) == 2 * HOURS * PER_HOUR
+    assert len([r for r in table.scan().to_arrow().to_pylist() if r["symbol"] in symbols]) == 2 * HOURS * PER_HOUR
     # the commit that wrote them names its hours in the snapshot's properties
     recorded = [set(s.summary.get("streamapp.offload.hour", "").split(",")) for s in table.snapshots()]
     assert any({(T0 + timedelta(hours=h)).isoformat() for h in range(HOURS)} <= hours for hours in recorded)
