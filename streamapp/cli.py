@@ -11,6 +11,7 @@ from streamapp.commands import db, exchange, feed, pipeline, stack, worker
 from streamapp.commands import replay
 from streamapp.commands import status
 from streamapp.commands import tables
+from streamapp.commands import coldtier
 from streamapp.errors import StreamappError
 
 
@@ -55,6 +56,9 @@ cli.add_command(pipeline.pipeline_group)
 cli.add_command(replay.replay)
 cli.add_command(status.status)
 cli.add_command(tables.tables)
+cli.add_command(coldtier.offload)
+cli.add_command(coldtier.iceberg)
+cli.add_command(coldtier.verify)
 
 
 def main() -> None:

@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     hot_retention_days: int = Field(30, ge=1, description="TTL of Bronze and Silver rows in the hot tier.")
     gold_retention_days: int = Field(3650, ge=1, description="TTL of Gold candles in the hot tier.")
 
+    # --- cold tier (Iceberg; `streamapp offload`, `iceberg maintain`, `verify warm-cold`) ---
+    iceberg_catalog_uri: str = Field(
+        "", description="Catalog: empty = embedded SQL catalog on $STREAMAPP_HOME/iceberg/catalog.db; "
+        "sqlite:///… or postgresql://… (SQL catalog); http(s)://… (REST catalog).")
+    iceberg_warehouse: str = Field(
+        "", description="Where data files go: empty = file://$STREAMAPP_HOME/iceberg/warehouse; s3://bucket/path.")
+    iceberg_namespace: str = Field("streamapp", description="Namespace of the cold-tier tables.")
+    iceberg_s3_endpoint: str = Field("", description="S3-compatible endpoint (MinIO: http://minio:9000); empty = AWS.")
+    iceberg_s3_access_key_id: str | None = None
+    iceberg_s3_secret_access_key: SecretStr | None = None
+    iceberg_s3_region: str = "us-east-1"
+    iceberg_offload_grace_s: int = Field(
+        300, ge=0, description="An hour is closed this long after its end and after its last ingested trade.")
+    iceberg_snapshot_max_age_h: float = Field(
+        168.0, gt=0, description="`iceberg maintain` expires snapshots older than this (hours).")
+    iceberg_orphan_min_age_s: int = Field(
+        3600, ge=0, description="Unreferenced files younger than this are kept (a running offload may own them).")
+    iceberg_metadata_versions_max: int = Field(
+        20, ge=1, description="Old metadata.json files each table keeps (write.metadata.previous-versions-max).")
+
     # --- local stack -------------------------------------------------------
     kafka_version: str = Field("4.1.1", description="Apache Kafka release the local stack runs.")
     kafka_controller_port: int = 9093

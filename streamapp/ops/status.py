@@ -201,8 +201,11 @@ def collect(settings: Settings, window_s: int | None = 3600) -> dict:
     registry = registry_report(settings)
     warehouse = warehouse_report(settings, window_s)
     healthy = broker["reachable"] and registry["reachable"] and warehouse.get("reachable") and "error" not in warehouse
+    from streamapp.coldtier import status as cold_tier  # imports pyiceberg: only when status runs
+
+    cold = cold_tier.report(settings) if warehouse.get("reachable") else {"error": "warehouse unreachable"}
     return {"healthy": bool(healthy), "broker": broker, "topics": topic_rows, "groups": group_rows,
-            "registry": registry, "warehouse": warehouse}
+            "registry": registry, "warehouse": warehouse, "cold_tier": cold}
 
 
 # --- one screen --------------------------------------------------------------------------------------
@@ -287,4 +290,22 @@ def render(report: dict, console) -> None:
         if not warehouse["freshness"]:
             table.add_row("-", "-", "0", "no trades in the window", "-", "-")
         console.print(table)
+    _render_cold_tier(report.get("cold_tier"), console)
     console.print("[green]healthy[/]" if report["healthy"] else "[bold red]UNHEALTHY[/]: see the lines above")
+
+
+def _render_cold_tier(cold: dict | None, console) -> None:
+    """Offload lag and TTL warnings (the cold tier never makes the report unhealthy)."""
+    if not cold:
+        return
+    if "error" in cold:
+        console.print(f"[bold]cold tier[/] ({cold.get('catalog', '-')}): [yellow]{cold['error']}[/]")
+        return
+    console.print(f"[bold]cold tier[/] ({cold['catalog']}): {cold['hours_offloaded']} hours offloaded, "
+                  f"{cold['hours_due']} due, {cold['hours_open']} open; offload lag {_age(cold['lag_s'])}")
+    if cold["hours_expired"]:
+        console.print(f"[bold red]warning[/]: {cold['hours_expired']} hour(s) were never offloaded and the hot "
+                      "tier's TTL may already have deleted part of them")
+    for hour in cold["at_risk"]:
+        console.print(f"[bold yellow]warning[/]: hour {hour['hour']} is not offloaded and the hot tier's TTL "
+                      f"deletes it from {hour['deleted_from']}: run `streamapp offload`")

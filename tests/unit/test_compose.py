@@ -102,3 +102,20 @@ def test_mounted_config_files_exist():
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (REPO / source).exists(), source
+
+
+def test_cold_tier_services_agree_with_the_offload_settings():
+    for name in ("minio", "iceberg-rest", "offload"):
+        assert "healthcheck" in SERVICES[name], name
+    env = env_of("offload")
+    settings = Settings(**{k.removeprefix("STREAMAPP_").lower(): v for k, v in env.items()})
+    rest = SERVICES["iceberg-rest"]
+    assert settings.iceberg_catalog_uri == f"http://iceberg-rest:{rest['ports'][0].split(':')[1]}"
+    bucket = settings.iceberg_warehouse.removeprefix("s3://").strip("/")
+    assert f"local/{bucket}" in SERVICES["minio-init"]["entrypoint"][-1]
+    assert rest["environment"]["CATALOG_WAREHOUSE"].rstrip("/") == settings.iceberg_warehouse.rstrip("/")
+    minio = SERVICES["minio"]["environment"]
+    assert settings.iceberg_s3_access_key_id == minio["MINIO_ROOT_USER"] == rest["environment"]["AWS_ACCESS_KEY_ID"]
+    assert settings.iceberg_s3_secret_access_key.get_secret_value() == minio["MINIO_ROOT_PASSWORD"]
+    assert settings.iceberg_s3_endpoint == "http://minio:9000" and "9000:9000" in SERVICES["minio"]["ports"]
+    assert SERVICES["offload"]["command"] == ["offload", "--every", "1h"]
