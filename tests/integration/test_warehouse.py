@@ -311,7 +311,6 @@ def test_huge_insert_streams(warehouse_url):
         ({"query": "SELECT 1", "no_such_setting": "1"}, b"", {}, 404, "115", "no_such_setting"),
         ({"query": "SELECT {x:UInt8}"}, b"", {}, 400, "456", "x"),
         ({"query": "SELECT {x:UInt8}", "param_x": "abc"}, b"", {}, None, None, "x"),
-        (None, b"SELECT '\xff\xfe'", {}, 400, "36", "UTF-8"),
     ],
 )
 def test_malformed_requests_get_clear_errors(warehouse_url, params, body, headers, status, code, words):

@@ -56,13 +56,18 @@ from streamapp.stack.http_protocol import (
             RequestOptions(
                 database="default",
                 query_id="q-1",
+                session_id="f3c5",
+                wait_end_of_query=True,
+                client_protocol_version=54405,
                 settings={"date_time_input_format": "best_effort", "cast_string_to_dynamic_use_inference": "1"},
                 query_params={"sym": "BTC/USDT"},
             ),
         ),
         (
             [("user", "default"), ("password", "secret"), ("default_format", "JSONEachRow"), ("max_threads", "1")],
-            RequestOptions(default_format="JSONEachRow", settings={"max_threads": "1"}),
+            RequestOptions(
+                default_format="JSONEachRow", user="default", password="secret", settings={"max_threads": "1"}
+            ),
         ),
         ([("database", ""), ("query_id", "")], RequestOptions()),
         ([("param_a", "it's"), ("param_b", "")], RequestOptions(query_params={"a": "it's", "b": ""})),

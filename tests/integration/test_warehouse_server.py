@@ -1,0 +1,211 @@
+"""The warehouse behaves like a ClickHouse server for every client (issue 11).
+
+Each test talks to the local stack's warehouse with the clients users use
+(clickhouse-connect, raw HTTP); tests that need settings of their own (users and
+passwords, memory) run a warehouse process of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import clickhouse_connect
+import httpx
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
+from tests.integration.processes import free_port
+from tests.integration.test_warehouse import running_warehouse
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def url(stack) -> str:
+    return stack.clickhouse_url.rstrip("/")
+
+
+def _client(url: str, **kwargs):
+    host, port = url.removeprefix("http://").split(":")
+    return clickhouse_connect.get_client(host=host, port=int(port), **kwargs)
+
+
+def _post(url: str, sql: str | bytes, timeout: float = 30, **params) -> httpx.Response:
+    return httpx.post(url, params=params or None, content=sql, timeout=timeout)
+
+
+def _running(url: str, marker: str) -> int:
+    """How many engine queries hold ``marker`` (the counting query itself excluded)."""
+    sql = f"SELECT count() FROM system.processes WHERE position(query, concat('{marker[:4]}', '{marker[4:]}')) > 0"
+    return int(_post(url, sql).text)
+
+
+# --- 1. per-request settings -------------------------------------------------------
+
+
+def test_set_statement_changes_nothing_for_later_requests(url):
+    r = _post(url, "SET max_result_rows=1, result_overflow_mode='throw'")
+    assert r.status_code == 200, r.text
+    other = _client(url)
+    try:
+        assert other.query("SELECT number FROM numbers(3)").result_rows == [(0,), (1,), (2,)]
+    finally:
+        other.close()
+    assert _post(url, "SELECT number FROM numbers(3)").text == "0\n1\n2\n"
+
+
+def test_url_settings_and_use_last_one_request(url):
+    r = _post(url, "SELECT number FROM numbers(3)", max_result_rows="1", result_overflow_mode="throw")
+    assert r.status_code != 200 and r.headers["X-ClickHouse-Exception-Code"] == "396"
+    assert _post(url, "SELECT number FROM numbers(3)").text == "0\n1\n2\n"
+    assert _post(url, "USE system").status_code == 200
+    assert _post(url, "SELECT currentDatabase()").text == "default\n"
+    assert _post(url, "SELECT currentDatabase()", database="system").text == "system\n"
+    assert _post(url, "SELECT currentDatabase()").text == "default\n"
+
+
+# --- 2. sessions -------------------------------------------------------------------
+
+
+def test_session_keeps_its_settings_and_temporary_tables_to_itself(url):
+    session, other = f"s-{uuid.uuid4().hex}", f"s-{uuid.uuid4().hex}"
+    assert _post(url, "CREATE TEMPORARY TABLE tmp_s (x UInt8)", session_id=session).status_code == 200
+    assert _post(url, "INSERT INTO tmp_s VALUES (5)", session_id=session).status_code == 200
+    assert _post(url, "SET max_threads = 3", session_id=session).status_code == 200
+    # URL settings of one request in the session do not stay in the session
+    assert _post(url, "SELECT getSetting('max_threads')", session_id=session, max_threads="7").text == "7\n"
+    assert _post(url, "SELECT x, getSetting('max_threads') FROM tmp_s", session_id=session).text == "5\t3\n"
+    r = _post(url, "SELECT x FROM tmp_s", session_id=other)
+    assert r.headers["X-ClickHouse-Exception-Code"] == "60"
+    r = _post(url, "SELECT x FROM tmp_s")
+    assert r.headers["X-ClickHouse-Exception-Code"] == "60"
+    assert _post(url, "SELECT getSetting('max_threads')").text != "3\n"
+
+
+def test_session_through_clickhouse_connect(url):
+    client = _client(url, session_id=f"cc-{uuid.uuid4().hex}")
+    try:
+        client.command("CREATE TEMPORARY TABLE tmp_cc (x UInt32)")
+        client.command("INSERT INTO tmp_cc VALUES (1), (2)")
+        client.command("SET max_threads = 2")
+        assert client.command("SELECT sum(x), getSetting('max_threads') FROM tmp_cc") == ["3", "2"]
+    finally:
+        client.close()
+
+
+def test_concurrent_requests_in_one_session_get_session_is_locked(url):
+    session = f"lock-{uuid.uuid4().hex}"
+    assert _post(url, "SELECT 1", session_id=session).text == "1\n"
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_post, url, "SELECT sleep(1.5)", session_id=session)
+        time.sleep(0.5)
+        r = _post(url, "SELECT 1", session_id=session)
+        assert r.headers["X-ClickHouse-Exception-Code"] == "373"
+        assert "SESSION_IS_LOCKED" in r.text
+        assert slow.result().status_code == 200
+    assert _post(url, "SELECT 2", session_id=session).text == "2\n"
+
+
+def test_session_expires_after_its_timeout(url):
+    session = f"exp-{uuid.uuid4().hex}"
+    assert _post(url, "CREATE TEMPORARY TABLE tmp_e (x UInt8)", session_id=session, session_timeout="1").status_code == 200
+    assert _post(url, "SELECT count() FROM tmp_e", session_id=session, session_check="1").text == "0\n"
+    time.sleep(2.5)
+    r = _post(url, "SELECT 1", session_id=session, session_check="1")
+    assert r.headers["X-ClickHouse-Exception-Code"] == "372" and "SESSION_NOT_FOUND" in r.text
+    r = _post(url, "SELECT count() FROM tmp_e", session_id=session)  # a new session: no table
+    assert r.headers["X-ClickHouse-Exception-Code"] == "60"
+    r = _post(url, "SELECT 1", session_id=session, session_timeout="100000")
+    assert r.headers["X-ClickHouse-Exception-Code"] == "374"
+
+
+# --- 3. cancellation ---------------------------------------------------------------
+
+
+def test_client_that_disconnects_cancels_its_query(url):
+    marker = uuid.uuid4().hex
+    host, port = url.removeprefix("http://").split(":")
+    body = f"SELECT sleep(3), '{marker}'".encode()
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head + body)
+        deadline = time.monotonic() + 5
+        while _running(url, marker) == 0:
+            assert time.monotonic() < deadline, "the query never started"
+            time.sleep(0.05)
+    gone = time.monotonic()
+    while _running(url, marker):
+        assert time.monotonic() - gone < 2.0, "the abandoned query still runs"
+        time.sleep(0.05)
+
+
+def test_kill_query_by_query_id_stops_it(url):
+    query_id = f"kill-{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        victim = pool.submit(_post, url, "SELECT sleep(3)", query_id=query_id)
+        time.sleep(0.5)
+        r = _post(url, f"KILL QUERY WHERE query_id = '{query_id}' SYNC")
+        assert r.status_code == 200, r.text
+        assert r.text.startswith("waiting")
+        result = victim.result()
+        assert time.monotonic() - started < 2.8
+    assert result.headers["X-ClickHouse-Exception-Code"] == "394"
+    assert result.headers["X-ClickHouse-Query-Id"] == query_id
+
+
+def test_kill_query_through_clickhouse_connect(url):
+    query_id = f"kill-cc-{uuid.uuid4().hex}"
+    victim_client, killer = _client(url), _client(url)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            victim = pool.submit(victim_client.query, "SELECT sleep(3)", settings={"query_id": query_id})
+            time.sleep(0.5)
+            killer.command(f"KILL QUERY WHERE query_id = {{qid:String}}", parameters={"qid": query_id})
+            with pytest.raises(DatabaseError, match="QUERY_WAS_CANCELLED"):
+                victim.result(timeout=2.5)
+    finally:
+        victim_client.close()
+        killer.close()
+
+
+def test_max_execution_time_is_honoured(url):
+    started = time.monotonic()
+    r = _post(url, "SELECT sleep(3)", max_execution_time="1")
+    assert r.headers["X-ClickHouse-Exception-Code"] == "159"
+    assert time.monotonic() - started < 2.5
+
+
+# --- 4. concurrency ----------------------------------------------------------------
+
+
+def test_queries_of_different_clients_run_in_parallel(url):
+    def one(_):
+        c = _client(url)
+        try:
+            return c.command("SELECT sleep(1)")
+        finally:
+            c.close()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(one, range(4))) == [0] * 4
+    assert time.monotonic() - started < 2.5  # serialized, it takes 4 s
+
+
+def test_ping_and_short_queries_answer_during_a_long_query(url):
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_post, url, "SELECT sleep(2)")
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert httpx.get(f"{url}/ping", timeout=5).text == "Ok.\n"
+        assert _post(url, "SELECT 1").text == "1\n"
+        assert time.monotonic() - started < 1.0
+        assert slow.result().status_code == 200
