@@ -195,28 +195,41 @@ class Engine:
 
 def prepare(handle: Handle, stmt: Statement, account: Account, session: bool) -> list[str]:
     """Give ``handle`` the request's database and settings; in a session, the statements
-    that put the session's own back afterwards (URL settings last one request)."""
+    that put the session's own back afterwards (URL settings last one request).
+
+    ``readonly`` is applied last, as a server applies a request's settings together
+    (``?readonly=1&max_threads=2`` works). It cannot be lowered again, so a session whose
+    request raised it keeps that request's settings.
+    """
     restore: list[str] = []
     settings = dict(stmt.settings)
+    readonly = settings.pop("readonly", None)
     if account.readonly:
-        settings["readonly"] = "1" if settings.get("readonly") == "1" else "2"
+        readonly = "1" if readonly == "1" else "2"
     if session and stmt.database:
         current = handle.text("SELECT currentDatabase()").rstrip("\n")
         restore.append(f"USE {quote_identifier(current)}")
     if stmt.database:
         handle.query(f"USE {quote_identifier(stmt.database)}")
-    if session and settings:
-        names = ", ".join(quote_string(name) for name in settings if name != "readonly")
-        if names:
-            sql = f"SELECT name, value, changed FROM system.settings WHERE name IN ({names})"
-            old: dict[str, str | None] = {}
-            for line in handle.query(sql, "JSONEachRow").bytes().splitlines():
-                row = json.loads(line)
-                old[row["name"]] = row["value"] if row["changed"] else None
+    if session and (settings or readonly is not None):
+        names = ", ".join(quote_string(name) for name in [*settings, "readonly"])
+        sql = f"SELECT name, value, changed FROM system.settings WHERE name IN ({names})"
+        current = {}
+        for line in handle.query(sql, "JSONEachRow").bytes().splitlines():
+            row = json.loads(line)
+            current[row["name"]] = (row["value"], row["changed"])
+        # what the session has already needs no SET (and survives a session made read-only)
+        settings = {k: v for k, v in settings.items() if k not in current or current[k][0] != v}
+        if readonly is not None and current.get("readonly", ("0", 0))[0] == readonly:
+            readonly = None
+        if readonly is None:
+            old = {k: current[k][0] if current[k][1] else None for k in settings if k in current}
             if old:
                 restore.append(set_statement(old))
     if settings:
         handle.query(set_statement(settings))
+    if readonly is not None:
+        handle.query(set_statement({"readonly": readonly}))
     return restore
 
 
