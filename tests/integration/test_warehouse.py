@@ -38,10 +38,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def running_warehouse(home: Path, port: int, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A warehouse process on ``home`` and ``port``, stopped with SIGTERM on exit."""
+def running_warehouse(
+    home: Path, port: int, timeout: float = 60.0, **env_vars: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A warehouse process on ``home`` and ``port`` (more settings in ``env_vars``), stopped
+    with SIGTERM on exit."""
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, STREAMAPP_HOME=str(home), STREAMAPP_CLICKHOUSE_URL=f"http://127.0.0.1:{port}")
+    env.update(env_vars)
     log = open(home / "warehouse.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamapp.stack.warehouse"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT

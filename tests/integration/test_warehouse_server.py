@@ -209,3 +209,65 @@ def test_ping_and_short_queries_answer_during_a_long_query(url):
         assert _post(url, "SELECT 1").text == "1\n"
         assert time.monotonic() - started < 1.0
         assert slow.result().status_code == 200
+
+
+# --- 8. users and passwords --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A warehouse with an admin (from the URL) and a read-only dashboard user."""
+    home, port = tmp_path_factory.mktemp("guarded"), free_port()
+    with running_warehouse(
+        home,
+        port,
+        STREAMAPP_CLICKHOUSE_URL=f"http://admin:s3cret%21@127.0.0.1:{port}",
+        STREAMAPP_CLICKHOUSE_READONLY_USER="grafana",
+        STREAMAPP_CLICKHOUSE_READONLY_PASSWORD="dash",
+    ) as (url, _proc):
+        yield url, port
+
+
+def test_wrong_or_missing_credentials_get_516(guarded):
+    url, port = guarded
+    for auth in (None, ("admin", "wrong"), ("nobody", "s3cret!")):
+        r = httpx.post(url, content="SELECT 1", auth=auth)
+        assert (r.status_code, r.headers["X-ClickHouse-Exception-Code"]) == (403, "516"), r.text
+        assert "AUTHENTICATION_FAILED" in r.text
+    with pytest.raises(DatabaseError, match="516"):
+        clickhouse_connect.get_client(host="127.0.0.1", port=port, username="admin", password="wrong")
+    assert httpx.get(f"{url}/ping").text == "Ok.\n"  # health checks need no password, as on a server
+
+
+def test_right_credentials_in_every_form_clickhouse_takes(guarded):
+    url, port = guarded
+    assert httpx.post(url, content="SELECT 1", auth=("admin", "s3cret!")).text == "1\n"
+    headers = {"X-ClickHouse-User": "admin", "X-ClickHouse-Key": "s3cret!"}
+    assert httpx.post(url, content="SELECT 1", headers=headers).text == "1\n"
+    assert httpx.post(url, params={"user": "admin", "password": "s3cret!"}, content="SELECT 1").text == "1\n"
+    admin = clickhouse_connect.get_client(dsn=f"http://admin:s3cret%21@127.0.0.1:{port}")
+    try:
+        admin.command("CREATE TABLE IF NOT EXISTS guarded_t (x UInt8) ENGINE = MergeTree ORDER BY x")
+        admin.insert("guarded_t", [(1,), (2,)], column_names=["x"])
+        assert admin.command("SELECT sum(x) FROM guarded_t") == 3
+    finally:
+        admin.close()
+
+
+def test_readonly_user_reads_but_cannot_write_or_drop(guarded):
+    url, port = guarded
+    admin = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="admin", password="s3cret!")
+    admin.command("CREATE TABLE IF NOT EXISTS dash_t (x UInt8) ENGINE = MergeTree ORDER BY x")
+    admin.command("INSERT INTO dash_t VALUES (7)")
+    admin.close()
+    reader = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="grafana", password="dash")
+    try:
+        assert reader.command("SELECT max(x) FROM dash_t") == 7
+        assert reader.command("SELECT getSetting('max_threads')", settings={"max_threads": 2}) == 2
+        for sql in ("DROP TABLE dash_t", "INSERT INTO dash_t VALUES (1)", "CREATE TABLE z (x UInt8) ENGINE = Memory",
+                    "SET readonly = 0"):
+            with pytest.raises(DatabaseError, match="READONLY|Cannot modify 'readonly'"):
+                reader.command(sql)
+        assert reader.command("SELECT count() FROM dash_t") == 1
+    finally:
+        reader.close()
