@@ -271,3 +271,93 @@ def test_readonly_user_reads_but_cannot_write_or_drop(guarded):
         assert reader.command("SELECT count() FROM dash_t") == 1
     finally:
         reader.close()
+
+
+# --- 5. streaming results ----------------------------------------------------------
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_1_gb_result_streams_with_bounded_memory(tmp_path):
+    home, port = tmp_path / "home", free_port()
+    rows = 9_500_000  # ~1.04 GB of TabSeparated
+    with running_warehouse(home, port) as (url, proc):
+        assert _post(url, "SELECT count() FROM numbers(10)").text == "10\n"
+        idle = _rss_bytes(proc.pid)
+        peak, done = idle, threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _rss_bytes(proc.pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        received, first_byte = 0, None
+        started = time.monotonic()
+        try:
+            sql = f"SELECT number, repeat('x', 100) FROM numbers({rows})"
+            with httpx.stream("POST", url, content=sql, timeout=120) as r:
+                assert r.status_code == 200
+                for chunk in r.iter_raw(1 << 20):
+                    first_byte = first_byte or time.monotonic() - started
+                    received += len(chunk)
+        finally:
+            done.set()
+            sampler.join()
+    assert received > 1_000_000_000
+    above = (peak - idle) / 2**20
+    print(f"1 GB result: {received / 1e9:.2f} GB, first byte after {first_byte:.2f} s, "
+          f"peak {above:.0f} MiB above idle ({idle / 2**20:.0f} MiB)")
+    assert above < 500
+
+
+def test_an_error_in_the_middle_of_a_stream_reaches_the_client(url):
+    sql = "SELECT number, throwIf(number = 3000000) FROM numbers(5000000)"
+    r = _post(url, sql)
+    assert r.status_code == 200  # the first blocks were sent before the error
+    tag = r.headers["X-ClickHouse-Exception-Tag"]
+    assert r.content.startswith(b"0\t0\n")
+    assert r.content.endswith(f" {tag}\r\n__exception__\r\n".encode())
+    assert f"__exception__\r\n{tag}\r\nCode: 395." in r.text and "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO" in r.text
+    client = _client(url)
+    try:
+        with pytest.raises(DatabaseError, match="395|throwIf|FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"):
+            client.query(sql)
+        assert client.command("SELECT 1") == 1
+    finally:
+        client.close()
+
+
+def test_small_results_answer_whole_with_their_summary(url):
+    r = _post(url, "SELECT number FROM numbers(1000) FORMAT CSVWithNames")
+    assert r.headers["Content-Length"] and "X-ClickHouse-Exception-Tag" not in r.headers
+    assert r.text.count("number") == 1 and r.text.endswith("999\n")
+    # a streamed result with a header keeps one header
+    r = _post(url, "SELECT number FROM numbers(3000000) FORMAT TSVWithNames")
+    assert r.text.count("number") == 1 and len(r.text.splitlines()) == 3_000_001
+
+
+# --- 6. bytes, not text -------------------------------------------------------------
+
+
+def test_query_text_may_hold_any_bytes(url):
+    r = _post(url, b"SELECT '\xff\xfe', length('\xff\xfe'), 'a\x00b'")
+    assert r.status_code == 200, r.text
+    assert r.content == b"\xff\xfe\t2\ta\\0b\n"
+    name = f"b_{uuid.uuid4().hex[:8]}"
+    assert _post(url, f"CREATE TABLE {name} (s String) ENGINE = Memory").status_code == 200
+    try:
+        assert _post(url, f"INSERT INTO {name} VALUES ('\xff')".encode("latin-1")).status_code == 200
+        r = _post(url, f"SELECT count() FROM {name} WHERE s = '\xff'".encode("latin-1"))
+        assert r.text == "1\n"
+        r = httpx.post(url, params={"query": f"SELECT hex(s) FROM {name}"}, content=b"")
+        assert r.text == "FF\n"
+    finally:
+        _post(url, f"DROP TABLE {name}")
