@@ -824,3 +824,155 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
         shift += 7
+
+
+# --- Native results: DateTime time zones -------------------------------------------
+
+# The embedded engine writes a top-level DateTime('Europe/Paris') column into Native as
+# "DateTime", as a server does for clients older than this protocol version; a server
+# keeps the zone for newer clients and for those that send no version.
+DATETIME_TZ_REVISION = 54337
+
+_FIXED_SIZES = {
+    "UInt8": 1, "Int8": 1, "Bool": 1, "Enum8": 1, "UInt16": 2, "Int16": 2, "Date": 2, "Enum16": 2,
+    "UInt32": 4, "Int32": 4, "Float32": 4, "Date32": 4, "DateTime": 4, "IPv4": 4, "Decimal32": 4,
+    "UInt64": 8, "Int64": 8, "Float64": 8, "DateTime64": 8, "Decimal64": 8, "Time": 4, "Time64": 8,
+    "UInt128": 16, "Int128": 16, "UUID": 16, "IPv6": 16, "Decimal128": 16, "UInt256": 32, "Int256": 32,
+    "Decimal256": 32, "BFloat16": 2,
+}
+
+
+class _Unsupported(Exception):
+    """A column type whose Native data this scanner cannot skip."""
+
+
+def _split_args(args: str) -> list[str]:
+    out, depth, start, quote = [], 0, 0, False
+    for i, c in enumerate(args):
+        if c == "'" and (i == 0 or args[i - 1] != "\\"):
+            quote = not quote
+        elif not quote and c == "(":
+            depth += 1
+        elif not quote and c == ")":
+            depth -= 1
+        elif not quote and c == "," and depth == 0:
+            out.append(args[start:i].strip())
+            start = i + 1
+    out.append(args[start:].strip())
+    return out
+
+
+def _type_parts(type_name: str) -> tuple[str, list[str]]:
+    if "(" not in type_name:
+        return type_name, []
+    base, _, rest = type_name.partition("(")
+    return base, _split_args(rest[: rest.rindex(")")])
+
+
+def _decimal_size(args: list[str]) -> int:
+    precision = int(args[0])
+    return 4 if precision <= 9 else 8 if precision <= 18 else 16 if precision <= 38 else 32
+
+
+def _skip(data: bytes, pos: int, type_name: str, rows: int) -> int:
+    """The position after ``rows`` values of ``type_name`` in Native data at ``pos``."""
+    base, args = _type_parts(type_name)
+    if base == "Decimal":
+        return pos + _decimal_size(args) * rows
+    if base == "FixedString":
+        return pos + int(args[0]) * rows
+    if base in _FIXED_SIZES:
+        return pos + _FIXED_SIZES[base] * rows
+    if base == "String":
+        for _ in range(rows):
+            size, pos = _read_varint(data, pos)
+            pos += size
+        return pos
+    if base == "Nullable":
+        return _skip(data, pos + rows, args[0], rows)
+    if base in ("Array", "Map"):
+        total = int.from_bytes(data[pos + 8 * (rows - 1) : pos + 8 * rows], "little") if rows else 0
+        pos += 8 * rows
+        if base == "Map":
+            return _skip(data, pos, f"Tuple({args[0]}, {args[1]})", total)
+        return _skip(data, pos, args[0], total)
+    if base == "LowCardinality":
+        pos += 8  # the keys' serialization version
+        if rows == 0:
+            return pos
+        flags = int.from_bytes(data[pos : pos + 8], "little")
+        pos += 8
+        width = (1, 2, 4, 8)[flags & 0xFF]
+        if flags & (1 << 9):  # the block carries its dictionary
+            keys = int.from_bytes(data[pos : pos + 8], "little")
+            inner_base, inner_args = _type_parts(args[0])
+            pos = _skip(data, pos + 8, inner_args[0] if inner_base == "Nullable" else args[0], keys)
+        count = int.from_bytes(data[pos : pos + 8], "little")
+        return pos + 8 + width * count
+    if base == "Tuple":
+        for arg in args:
+            name, _, typ = arg.partition(" ")
+            element = typ if typ and not name.startswith(("Array(", "Nullable(", "Tuple(")) and "(" not in name else arg
+            pos = _skip(data, pos, element, rows)
+        return pos
+    raise _Unsupported(type_name)
+
+
+def restore_native_timezones(data: bytes, types: list[str]) -> bytes:
+    """Native output with each top-level ``DateTime`` column named with its zone from
+    ``types`` (the result's real column types). Output the scanner cannot walk through
+    (a column type it cannot skip) is left as it is."""
+    targets = {i for i, t in enumerate(types) if t.startswith("DateTime(")}
+    if not targets:
+        return data
+    out, pos, n = bytearray(), 0, len(data)
+    try:
+        while pos < n:
+            ncols, p = _read_varint(data, pos)
+            rows, p = _read_varint(data, p)
+            if ncols != len(types):
+                return data
+            out += data[pos:p]
+            for i in range(ncols):
+                size, q = _read_varint(data, p)
+                q += size  # the column name
+                out += data[p:q]
+                size, t = _read_varint(data, q)
+                written = data[t : t + size].decode()
+                t += size
+                if i in targets and written == "DateTime":
+                    encoded = types[i].encode()
+                    out += _varint(len(encoded)) + encoded
+                else:
+                    out += data[q:t]
+                end = _skip(data, t, written, rows)
+                out += data[t:end]
+                p = end
+            if p > n:
+                return data
+            pos = p
+    except (_Unsupported, IndexError, ValueError):
+        return data
+    return bytes(out)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def without_format(sql: str) -> str:
+    """The statement without its top-level ``FORMAT`` clause (and what follows it)."""
+    cut = None
+    for tok in tokens(sql):
+        if tok.depth == 0 and tok.is_word("FORMAT"):
+            cut = tok.start
+    text = sql if cut is None else sql[:cut]
+    return text.rstrip().rstrip(";")

@@ -53,8 +53,11 @@ from streamapp.stack.http_protocol import (
     make_decoder,
     marker_comment,
     marker_condition,
+    DATETIME_TZ_REVISION,
     output_format,
     parse_params,
+    restore_native_timezones,
+    without_format,
     quote_identifier,
     quote_string,
     set_statement,
@@ -93,6 +96,7 @@ class Statement:
     settings: dict[str, str] = field(default_factory=dict)
     database: str | None = None
     is_insert: bool = False
+    native_types: list[str] | None = None  # the result's column types, to name DateTime zones
 
     def sql_bytes(self, token: str) -> bytes:
         return (marker_comment(token) + self.sql).encode("utf-8", "surrogateescape")
@@ -231,6 +235,16 @@ def prepare(handle: Handle, stmt: Statement, account: Account, session: bool) ->
     if readonly is not None:
         handle.query(set_statement({"readonly": readonly}))
     return restore
+
+
+def result_types(handle: Handle, stmt: Statement) -> list[str] | None:
+    """The column types of a SELECT's result (``DESCRIBE`` of it, nothing run), or ``None``."""
+    try:
+        sql = f"DESCRIBE TABLE ({without_format(stmt.sql)})".encode("utf-8", "surrogateescape")
+        rows = handle.query(sql, "JSONEachRow", stmt.params).bytes().splitlines()
+    except ClickHouseError:
+        return None
+    return [json.loads(row)["type"] for row in rows]
 
 
 def _restore(handle: Handle, statements: list[str]) -> None:
@@ -546,6 +560,10 @@ class Warehouse:
             if kill is not None:
                 return await self._kill(kill, stmt, query_id, handle)
             fmt = output_format(stmt.sql) or stmt.fmt
+            if fmt == "Native" and first_keyword(stmt.sql) in STREAMED_KEYWORDS and (
+                opts.client_protocol_version == 0 or opts.client_protocol_version >= DATETIME_TZ_REVISION
+            ):
+                stmt.native_types = await self._in(self.executor, result_types, handle, stmt)
             kind = stream_header_kind(fmt)
             if kind is not None and first_keyword(stmt.sql) in STREAMED_KEYWORDS:
                 return await self._stream(request, handle, stmt, token, query_id, fmt, kind, opts.wait_end_of_query)
@@ -579,6 +597,8 @@ class Warehouse:
         started = time.perf_counter_ns()
         result = await self._engine(request, token, handle.query, stmt.sql_bytes(token), stmt.fmt, stmt.params)
         body = result.bytes()
+        if stmt.native_types:
+            body = restore_native_timezones(body, stmt.native_types)
         rows, nbytes = result.rows_read(), result.bytes_read()
         written = (rows, nbytes) if stmt.is_insert else (0, 0)
         fmt = (output_format(stmt.sql) or stmt.fmt) if has_result_set(stmt.sql, body) else None
@@ -619,7 +639,7 @@ class Warehouse:
         last = False
         try:
             while not last and (wait_end or buffered.size < STREAM_FIRST_FLUSH):
-                data, last = await self._block(request, handle, token, kind, first, stats)
+                data, last = await self._block(request, handle, stmt, token, kind, first, stats)
                 first = first and not data
                 buffered.write(data)
             buffered.finish()
@@ -643,7 +663,7 @@ class Warehouse:
                 buffered.discard()
                 while not last:
                     try:
-                        data, last = await self._block(request, handle, token, kind, first, stats)
+                        data, last = await self._block(request, handle, stmt, token, kind, first, stats)
                     except ClickHouseError as err:
                         logger.warning("query %s failed while streaming: %s", query_id, err.text)
                         await response.write(exception_block(tag, err.body(self.engine.version).decode()))
@@ -662,13 +682,22 @@ class Warehouse:
                 await self._in(self.executor, handle.cancel)
 
     async def _block(
-        self, request: web.Request, handle: Handle, token: str, kind: tuple[str, int], first: bool, stats: list[int]
+        self,
+        request: web.Request,
+        handle: Handle,
+        stmt: Statement,
+        token: str,
+        kind: tuple[str, int],
+        first: bool,
+        stats: list[int],
     ) -> tuple[bytes, bool]:
         data, rows, nbytes, last = await self._engine(request, token, handle.fetch)
         stats[0] += rows
         stats[1] += nbytes
         if data and not first and kind[0] != "plain":
             data = data[header_length(kind, data) :]
+        if data and stmt.native_types:
+            data = restore_native_timezones(data, stmt.native_types)
         stats[2] += len(data)
         return data, last
 

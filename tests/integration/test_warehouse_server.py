@@ -361,3 +361,35 @@ def test_query_text_may_hold_any_bytes(url):
         assert r.text == "FF\n"
     finally:
         _post(url, f"DROP TABLE {name}")
+
+
+# --- 7. time zones and protocol version ---------------------------------------------
+
+
+def test_datetime_columns_keep_their_time_zone_in_native_results(url):
+    client = _client(url)
+    try:
+        sql = (
+            "SELECT toDateTime('2024-05-01 09:00:00', 'Asia/Tokyo') AS t, number, "
+            "toLowCardinality(toString(number)) AS lc, toDateTime('2024-05-01 09:00:00', 'America/New_York') AS ny "
+            "FROM numbers(3)"
+        )
+        result = client.query(sql)
+        t, _, _, ny = result.result_rows[0]
+        assert str(t.tzinfo) == "Asia/Tokyo" and t.hour == 9
+        assert str(ny.tzinfo) == "America/New_York" and ny.hour == 9
+        assert t == dt.datetime(2024, 5, 1, 0, 0, tzinfo=dt.timezone.utc)
+        assert result.column_types[0].name == "DateTime('Asia/Tokyo')"
+    finally:
+        client.close()
+    sql = "SELECT toDateTime('2024-05-01 09:00:00', 'Asia/Tokyo') AS t FORMAT Native"
+    new = httpx.post(url, params={"client_protocol_version": "54405"}, content=sql).content
+    assert b"\x16DateTime('Asia/Tokyo')" in new
+    old = httpx.post(url, params={"client_protocol_version": "54300"}, content=sql).content
+    assert b"\x08DateTime" in old and b"Asia/Tokyo" not in old  # as a server answers an old client
+    # streamed results (more than one block) too
+    many = httpx.post(
+        url, params={"client_protocol_version": "54405"},
+        content="SELECT number, toDateTime(number, 'Asia/Tokyo') FROM numbers(3000000) FORMAT Native",
+    ).content
+    assert many.count(b"DateTime('Asia/Tokyo')") > 1 and b"\x08DateTime" not in many
