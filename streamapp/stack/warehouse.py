@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -808,6 +809,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     warehouse = Warehouse(settings)
+    host, port = settings.clickhouse_host_port
+    if warehouse.accounts.open and not _loopback(host):
+        raise RuntimeError(
+            f"the warehouse would listen on {host} with no password: put a user and password in "
+            "STREAMAPP_CLICKHOUSE_URL (http://user:password@host:port) or listen on 127.0.0.1"
+        )
     await warehouse.start_engine()
     # Bodies are decoded by us (lz4 and zstd included), so aiohttp must not touch them;
     # long URLs carry INSERT statements and bound parameters.
@@ -820,7 +827,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         handle_signals=False,
     )
     await runner.setup()
-    host, port = settings.clickhouse_host_port
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -830,6 +836,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         await runner.cleanup()
         await warehouse.stop_engine()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -393,3 +395,12 @@ def test_datetime_columns_keep_their_time_zone_in_native_results(url):
         content="SELECT number, toDateTime(number, 'Asia/Tokyo') FROM numbers(3000000) FORMAT Native",
     ).content
     assert many.count(b"DateTime('Asia/Tokyo')") > 1 and b"\x08DateTime" not in many
+
+
+def test_without_a_password_the_warehouse_listens_on_loopback_only(tmp_path):
+    env = dict(os.environ, STREAMAPP_HOME=str(tmp_path), STREAMAPP_CLICKHOUSE_URL=f"http://0.0.0.0:{free_port()}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamapp.stack.warehouse"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "no password" in proc.stderr and "STREAMAPP_CLICKHOUSE_URL" in proc.stderr
