@@ -212,7 +212,7 @@ def test_sql_error_surfaces_and_server_keeps_answering(client):
     assert client.command("SELECT 2") == 2
 
 
-def test_concurrent_clients_are_serialized(warehouse_url, table):
+def test_concurrent_clients_each_insert_and_read_their_rows(warehouse_url, table):
     port = int(warehouse_url.rsplit(":", 1)[1])
 
     def work(i: int) -> int:

@@ -7,7 +7,6 @@ passwords, memory) run a warehouse process of their own.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import socket
