@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # from ours (in compose: redpanda:9092). Empty means "same as ours".
     clickhouse_kafka_broker_list: str = ""
     clickhouse_schema_registry_url: str = ""
+    # --- the local stack's warehouse server (user and password: those of clickhouse_url) ---
+    clickhouse_readonly_user: str = Field(
+        "", description="A read-only warehouse user for dashboards (readonly=2: reads and settings, no writes)."
+    )
+    clickhouse_readonly_password: SecretStr | None = None
+    warehouse_max_queries: int = Field(16, ge=1, description="Queries the local warehouse runs at once.")
+
     hot_retention_days: int = Field(30, ge=1, description="TTL of Bronze and Silver rows in the hot tier.")
     gold_retention_days: int = Field(3650, ge=1, description="TTL of Gold candles in the hot tier.")
 

@@ -49,8 +49,14 @@ ERROR_CODES: dict[str, int] = {
     "UNKNOWN_SETTING": 115,
     "QUERY_IS_TOO_LARGE": 229,
     "CANNOT_DECOMPRESS": 271,
+    "TIMEOUT_EXCEEDED": 159,
+    "SESSION_NOT_FOUND": 372,
+    "SESSION_IS_LOCKED": 373,
+    "INVALID_SESSION_TIMEOUT": 374,
+    "QUERY_WAS_CANCELLED": 394,
     "UNKNOWN_QUERY_PARAMETER": 456,
     "BAD_QUERY_PARAMETER": 457,
+    "AUTHENTICATION_FAILED": 516,
     "STD_EXCEPTION": 1001,
 }
 
@@ -189,8 +195,8 @@ def http_status_for(name: str) -> int:
 
 # --- request parameters ------------------------------------------------------
 
-# Parameters that steer the HTTP exchange, not the engine. Authentication is
-# accepted and ignored: the embedded engine has one user, ``default``.
+# Parameters that steer the HTTP exchange, not the engine (credentials are checked by
+# the server, see :mod:`streamapp.stack.warehouse`).
 TRANSPORT_PARAMS = frozenset(
     {
         "query",
@@ -228,6 +234,13 @@ class RequestOptions:
     database: str | None = None
     default_format: str | None = None
     query_id: str | None = None
+    session_id: str | None = None
+    session_timeout: str | None = None
+    session_check: bool = False
+    wait_end_of_query: bool = False
+    client_protocol_version: int = 0
+    user: str | None = None
+    password: str | None = None
     settings: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
 
@@ -253,6 +266,22 @@ def parse_params(pairs: Iterable[tuple[str, str]]) -> RequestOptions:
             opts.default_format = value or None
         elif name == "query_id":
             opts.query_id = value or None
+        elif name == "session_id":
+            opts.session_id = value or None
+        elif name == "session_timeout":
+            opts.session_timeout = value or None
+        elif name == "session_check":
+            opts.session_check = value not in ("", "0")
+        elif name == "wait_end_of_query":
+            opts.wait_end_of_query = value not in ("", "0")
+        elif name == "client_protocol_version":
+            if not value.isdigit():
+                raise ClickHouseError.make("BAD_ARGUMENTS", f"client_protocol_version '{value}' is not a number")
+            opts.client_protocol_version = int(value)
+        elif name == "user":
+            opts.user = value
+        elif name == "password":
+            opts.password = value
         elif name in TRANSPORT_PARAMS or name.startswith(_TRANSPORT_PREFIXES):
             continue
         else:
@@ -659,3 +688,291 @@ def summary_header(
         "elapsed_ns": elapsed_ns,
     }
     return json.dumps({k: str(v) for k, v in summary.items()}, separators=(",", ":"))
+
+
+# --- running queries: markers, KILL QUERY, streamed errors -------------------------
+
+MARKER_PREFIX = "streamapp-request:"
+
+
+def marker_comment(token: str) -> str:
+    """The comment put before each statement the engine runs, so that the engine's
+    ``system.processes`` row of a request can be found (chdb picks its own query ids)."""
+    return f"/* {MARKER_PREFIX}{token} */\n"
+
+
+def marker_condition(token: str) -> str:
+    """A condition on ``system.processes`` matching the request with ``token``. The marker is
+    split in two literals, so the statement holding the condition never matches itself."""
+    return f"position(query, concat({quote_string(MARKER_PREFIX)}, {quote_string(token)})) > 0"
+
+
+@dataclass(frozen=True)
+class KillQuery:
+    """``KILL QUERY WHERE cond [SYNC|ASYNC|TEST] [FORMAT f]`` as the engine must run it."""
+
+    sql: str  # the engine's statement (ASYNC or TEST)
+    waiting_sql: str  # how many of the matched queries still run
+    sync: bool
+
+
+def kill_query(sql: str, running: dict[str, str]) -> KillQuery | None:
+    """Rewrite ``KILL QUERY`` so that its condition sees our query ids (``running`` maps
+    request tokens to the query ids clients know), or ``None`` if ``sql`` is no KILL QUERY.
+
+    SYNC becomes ASYNC plus a wait by the caller: the embedded engine's SYNC never returns.
+    """
+    toks = [t for t in tokens(sql)]
+    if len(toks) < 2 or not toks[0].is_word("KILL") or not toks[1].is_word("QUERY"):
+        return None
+    where = next((t for t in toks if t.depth == 0 and t.is_word("WHERE")), None)
+    if where is None:
+        raise ClickHouseError.make("SYNTAX_ERROR", "KILL QUERY needs a WHERE clause")
+    end, mode, fmt = len(sql), "ASYNC", ""
+    tail = [t for t in toks if t.depth == 0 and t.start > where.start]
+    for i, tok in enumerate(tail):
+        if tok.is_word("FORMAT") and i + 1 < len(tail):
+            fmt = f" FORMAT {tail[i + 1].text}"
+            end = min(end, tok.start)
+        elif tok.is_word("SYNC", "ASYNC", "TEST") and (i + 1 == len(tail) or tail[i + 1].is_word("FORMAT")):
+            mode = tok.text.upper()
+            end = min(end, tok.start)
+    condition = sql[where.end : end].strip().rstrip(";")
+    mapping = "query_id"
+    if running:
+        branches = ", ".join(f"{marker_condition(tok)}, {quote_string(qid)}" for tok, qid in running.items())
+        mapping = f"multiIf({branches}, query_id)"
+    matched = (
+        f"SELECT engine_query_id FROM (SELECT * REPLACE ({mapping} AS query_id) FROM "
+        f"(SELECT *, query_id AS engine_query_id FROM system.processes)) WHERE ({condition}) "
+        "AND engine_query_id != queryID()"
+    )
+    engine_mode = "TEST" if mode == "TEST" else "ASYNC"
+    return KillQuery(
+        sql=f"KILL QUERY WHERE query_id IN ({matched}) {engine_mode}{fmt}",
+        waiting_sql=f"SELECT count() FROM ({matched})",
+        sync=mode == "SYNC",
+    )
+
+
+def exception_block(tag: str, message: str) -> bytes:
+    """An error met after the first bytes of a result were sent, as ClickHouse (25.11+) writes
+    it into the body; the response's ``X-ClickHouse-Exception-Tag`` header names the tag."""
+    text = message.rstrip("\n")
+    return f"__exception__\r\n{tag}\r\n{text}\n{len(text.encode())} {tag}\r\n__exception__\r\n".encode()
+
+
+# Formats whose output for a stream of blocks is the concatenation of each block's output:
+# a result in these is sent block by block. Formats with a header (…WithNames…) are sent
+# with the header of the first block only; the others (JSON, XML, Pretty, Arrow, Parquet…)
+# wrap the whole result and are sent when it is complete.
+_CONCATENATING = frozenset(
+    """Native TabSeparated TSV TabSeparatedRaw TSVRaw CSV JSONEachRow JSONStringsEachRow JSONCompactEachRow
+    JSONCompactStringsEachRow JSONLines NDJSON RowBinary LineAsString Raw""".split()
+)
+_HEADER_LINES = {
+    "WithNames": 1,
+    "WithNamesAndTypes": 2,
+}
+
+
+def stream_header_kind(fmt: str) -> tuple[str, int] | None:
+    """How a streamed format's blocks are joined: ``("plain", 0)``, ``("lines", n)`` (drop
+    ``n`` header lines from every block but the first), ``("rowbinary", n)`` (drop the
+    RowBinary header of ``n`` string lists), or ``None`` (not streamed)."""
+    if fmt in _CONCATENATING:
+        return ("plain", 0)
+    for suffix, count in sorted(_HEADER_LINES.items(), key=lambda kv: -len(kv[0])):
+        if fmt.endswith(suffix):
+            base = fmt[: -len(suffix)]
+            if base in ("TabSeparated", "TSV", "TabSeparatedRaw", "TSVRaw", "JSONCompactEachRow",
+                        "JSONCompactStringsEachRow"):
+                return ("lines", count)
+            if base == "RowBinary":
+                return ("rowbinary", count)
+            return None
+    return None
+
+
+def header_length(kind: tuple[str, int], block: bytes) -> int:
+    """The length of the header at the start of ``block`` (see :func:`stream_header_kind`)."""
+    style, count = kind
+    if style == "lines":
+        pos = 0
+        for _ in range(count):
+            nl = block.find(b"\n", pos)
+            if nl < 0:
+                return len(block)
+            pos = nl + 1
+        return pos
+    if style == "rowbinary":
+        pos = 0
+        ncols, pos = _read_varint(block, pos)
+        for _ in range(ncols * count):
+            size, pos = _read_varint(block, pos)
+            pos += size
+        return pos
+    return 0
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+# --- Native results: DateTime time zones -------------------------------------------
+
+# The embedded engine writes a top-level DateTime('Europe/Paris') column into Native as
+# "DateTime", as a server does for clients older than this protocol version; a server
+# keeps the zone for newer clients and for those that send no version.
+DATETIME_TZ_REVISION = 54337
+
+_FIXED_SIZES = {
+    "UInt8": 1, "Int8": 1, "Bool": 1, "Enum8": 1, "UInt16": 2, "Int16": 2, "Date": 2, "Enum16": 2,
+    "UInt32": 4, "Int32": 4, "Float32": 4, "Date32": 4, "DateTime": 4, "IPv4": 4, "Decimal32": 4,
+    "UInt64": 8, "Int64": 8, "Float64": 8, "DateTime64": 8, "Decimal64": 8, "Time": 4, "Time64": 8,
+    "UInt128": 16, "Int128": 16, "UUID": 16, "IPv6": 16, "Decimal128": 16, "UInt256": 32, "Int256": 32,
+    "Decimal256": 32, "BFloat16": 2,
+}
+
+
+class _Unsupported(Exception):
+    """A column type whose Native data this scanner cannot skip."""
+
+
+def _split_args(args: str) -> list[str]:
+    out, depth, start, quote = [], 0, 0, False
+    for i, c in enumerate(args):
+        if c == "'" and (i == 0 or args[i - 1] != "\\"):
+            quote = not quote
+        elif not quote and c == "(":
+            depth += 1
+        elif not quote and c == ")":
+            depth -= 1
+        elif not quote and c == "," and depth == 0:
+            out.append(args[start:i].strip())
+            start = i + 1
+    out.append(args[start:].strip())
+    return out
+
+
+def _type_parts(type_name: str) -> tuple[str, list[str]]:
+    if "(" not in type_name:
+        return type_name, []
+    base, _, rest = type_name.partition("(")
+    return base, _split_args(rest[: rest.rindex(")")])
+
+
+def _decimal_size(args: list[str]) -> int:
+    precision = int(args[0])
+    return 4 if precision <= 9 else 8 if precision <= 18 else 16 if precision <= 38 else 32
+
+
+def _skip(data: bytes, pos: int, type_name: str, rows: int) -> int:
+    """The position after ``rows`` values of ``type_name`` in Native data at ``pos``."""
+    base, args = _type_parts(type_name)
+    if base == "Decimal":
+        return pos + _decimal_size(args) * rows
+    if base == "FixedString":
+        return pos + int(args[0]) * rows
+    if base in _FIXED_SIZES:
+        return pos + _FIXED_SIZES[base] * rows
+    if base == "String":
+        for _ in range(rows):
+            size, pos = _read_varint(data, pos)
+            pos += size
+        return pos
+    if base == "Nullable":
+        return _skip(data, pos + rows, args[0], rows)
+    if base in ("Array", "Map"):
+        total = int.from_bytes(data[pos + 8 * (rows - 1) : pos + 8 * rows], "little") if rows else 0
+        pos += 8 * rows
+        if base == "Map":
+            return _skip(data, pos, f"Tuple({args[0]}, {args[1]})", total)
+        return _skip(data, pos, args[0], total)
+    if base == "LowCardinality":
+        pos += 8  # the keys' serialization version
+        if rows == 0:
+            return pos
+        flags = int.from_bytes(data[pos : pos + 8], "little")
+        pos += 8
+        width = (1, 2, 4, 8)[flags & 0xFF]
+        if flags & (1 << 9):  # the block carries its dictionary
+            keys = int.from_bytes(data[pos : pos + 8], "little")
+            inner_base, inner_args = _type_parts(args[0])
+            pos = _skip(data, pos + 8, inner_args[0] if inner_base == "Nullable" else args[0], keys)
+        count = int.from_bytes(data[pos : pos + 8], "little")
+        return pos + 8 + width * count
+    if base == "Tuple":
+        for arg in args:
+            name, _, typ = arg.partition(" ")
+            element = typ if typ and not name.startswith(("Array(", "Nullable(", "Tuple(")) and "(" not in name else arg
+            pos = _skip(data, pos, element, rows)
+        return pos
+    raise _Unsupported(type_name)
+
+
+def restore_native_timezones(data: bytes, types: list[str]) -> bytes:
+    """Native output with each top-level ``DateTime`` column named with its zone from
+    ``types`` (the result's real column types). Output the scanner cannot walk through
+    (a column type it cannot skip) is left as it is."""
+    targets = {i for i, t in enumerate(types) if t.startswith("DateTime(")}
+    if not targets:
+        return data
+    out, pos, n = bytearray(), 0, len(data)
+    try:
+        while pos < n:
+            ncols, p = _read_varint(data, pos)
+            rows, p = _read_varint(data, p)
+            if ncols != len(types):
+                return data
+            out += data[pos:p]
+            for i in range(ncols):
+                size, q = _read_varint(data, p)
+                q += size  # the column name
+                out += data[p:q]
+                size, t = _read_varint(data, q)
+                written = data[t : t + size].decode()
+                t += size
+                if i in targets and written == "DateTime":
+                    encoded = types[i].encode()
+                    out += _varint(len(encoded)) + encoded
+                else:
+                    out += data[q:t]
+                end = _skip(data, t, written, rows)
+                out += data[t:end]
+                p = end
+            if p > n:
+                return data
+            pos = p
+    except (_Unsupported, IndexError, ValueError):
+        return data
+    return bytes(out)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def without_format(sql: str) -> str:
+    """The statement without its top-level ``FORMAT`` clause (and what follows it)."""
+    cut = None
+    for tok in tokens(sql):
+        if tok.depth == 0 and tok.is_word("FORMAT"):
+            cut = tok.start
+    text = sql if cut is None else sql[:cut]
+    return text.rstrip().rstrip(";")

@@ -19,6 +19,8 @@ before the request is answered. One instance at a time (no leader election).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import logging
 import signal
@@ -502,9 +504,8 @@ async def _schema_from(request: web.Request) -> AvroSchema:
     body = await _body(request)
     schema_type = body.get("schemaType") or "AVRO"
     if schema_type != "AVRO":
-        raise RegistryError(
-            422, 42201, f"Invalid schema type {schema_type!r}: this registry supports AVRO schemas only"
-        )
+        # what a Confluent registry answers for a type it has no provider for
+        raise RegistryError(422, 42201, f"Invalid schema type {schema_type}")
     if body.get("references"):
         raise RegistryError(422, 42201, "Invalid schema: schema references are not supported by this registry")
     text = body.get("schema")
@@ -827,8 +828,32 @@ class Registry:
         return reply({"compatibilityLevel": previous})
 
 
-def make_app(store: KafkaStore) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
+def basic_auth_middleware(user: str, password: str) -> Callable:
+    """HTTP basic authentication, answered as a Confluent registry does (401, error_code 401)."""
+    expected = f"{user}:{password}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Callable) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        given = b""
+        if header[:6].lower() == "basic ":
+            try:
+                given = base64.b64decode(header[6:].strip(), validate=True)
+            except ValueError:
+                given = b""
+        if not hmac.compare_digest(given, expected):
+            response = error_reply(401, 401, "Unauthorized")
+            response.headers["WWW-Authenticate"] = 'Basic realm="SchemaRegistry"'
+            return response
+        return await handler(request)
+
+    return check
+
+
+def make_app(store: KafkaStore, auth: tuple[str, str] | None = None) -> web.Application:
+    """The registry; with ``auth`` (user, password) every request needs HTTP basic auth."""
+    middlewares = [errors_middleware] if auth is None else [basic_auth_middleware(*auth), errors_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     app.add_routes(Registry(store).routes())
     return app
 
@@ -838,7 +863,10 @@ async def serve(settings: Settings) -> None:
     store = KafkaStore(settings)
     await store.start()
     host, port = settings.registry_host_port
-    runner = web.AppRunner(make_app(store), access_log=None)
+    auth = None
+    if settings.schema_registry_username and settings.schema_registry_password:
+        auth = (settings.schema_registry_username, settings.schema_registry_password.get_secret_value())
+    runner = web.AppRunner(make_app(store, auth), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -73,9 +73,15 @@ def _broker_healthy(settings: Settings) -> bool:
         return False
 
 
-def http_ok(url: str) -> bool:
+def _registry_auth(settings: Settings) -> tuple[str, str] | None:
+    if settings.schema_registry_username and settings.schema_registry_password:
+        return settings.schema_registry_username, settings.schema_registry_password.get_secret_value()
+    return None
+
+
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2, auth=auth).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -103,7 +109,7 @@ SERVICES: tuple[Service, ...] = (
         describe="schema registry (Confluent REST API)",
         host_port=lambda s: s.registry_host_port,
         command=_python_module("streamapp.stack.registry"),
-        healthy=lambda s: http_ok(f"{s.schema_registry_url.rstrip('/')}/subjects"),
+        healthy=lambda s: http_ok(f"{s.schema_registry_url.rstrip('/')}/subjects", _registry_auth(s)),
         port_setting="STREAMAPP_SCHEMA_REGISTRY_URL",
     ),
     Service(

@@ -45,14 +45,18 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 class RegistryProcess:
     """``python -m streamapp.stack.registry`` on a free port, with its own STREAMAPP_HOME."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **env: str) -> None:
         self.home = home
+        self.env = env
+        self.auth = None
+        if env.get("STREAMAPP_SCHEMA_REGISTRY_USERNAME"):
+            self.auth = (env["STREAMAPP_SCHEMA_REGISTRY_USERNAME"], env["STREAMAPP_SCHEMA_REGISTRY_PASSWORD"])
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = home / "registry.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> None:
-        env = {**os.environ, "STREAMAPP_HOME": str(self.home), "STREAMAPP_SCHEMA_REGISTRY_URL": self.url}
+        env = {**os.environ, "STREAMAPP_HOME": str(self.home), "STREAMAPP_SCHEMA_REGISTRY_URL": self.url, **self.env}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streamapp.stack.registry"], env=env, stdout=log, stderr=log
@@ -61,7 +65,7 @@ class RegistryProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"registry exited {self.proc.returncode}:\n{self.log.read_text()}"
             try:
-                if httpx.get(f"{self.url}/subjects", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/subjects", timeout=1, auth=self.auth).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -314,7 +318,7 @@ def test_invalid_schema_is_42201(registry_url: str) -> None:
     response = post(f"{registry_url}/subjects/{subject}/versions", {"schema": "{not json"})
     assert_error(response, 422, 42201, "Invalid schema")
     response = post(f"{registry_url}/subjects/{subject}/versions", {"schema": 'syntax = "proto3";', "schemaType": "PROTOBUF"})
-    assert_error(response, 422, 42201, "PROTOBUF", "AVRO")
+    assert_error(response, 422, 42201, "Invalid schema type PROTOBUF")
     response = post(f"{registry_url}/subjects/{subject}/versions", {"schemaa": "{}"})
     assert_error(response, 422, 42201, '"schema"')
     with pytest.raises(SchemaRegistryError) as info:
@@ -453,3 +457,67 @@ async def test_store_errors_answer_50001_and_the_server_keeps_serving() -> None:
         assert response.status == 200 and await response.json(content_type=None) == {}
         assert await (await client.get("/config")).json(content_type=None) == {"compatibilityLevel": "BACKWARD"}
     await store.stop()
+
+
+# --- what the registry supports, auth, speed (issue 11) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schema_type", "text"),
+    [("JSON", '{"type": "object", "properties": {"a": {"type": "string"}}}'), ("PROTOBUF", 'syntax = "proto3";')],
+)
+def test_json_schema_and_protobuf_get_the_confluent_unknown_type_error(registry_url: str, schema_type, text) -> None:
+    client = ConfluentClient({"url": registry_url})
+    with pytest.raises(SchemaRegistryError) as info:
+        client.register_schema(unique(), Schema(text, schema_type))
+    error = info.value
+    assert (error.http_status_code, error.error_code) == (422, 42201)
+    assert error.error_message == f"Invalid schema type {schema_type}"
+
+
+def test_registry_with_basic_auth_refuses_requests_without_it(stack, tmp_path: Path) -> None:
+    registry = RegistryProcess(
+        tmp_path, STREAMAPP_SCHEMA_REGISTRY_USERNAME="reg", STREAMAPP_SCHEMA_REGISTRY_PASSWORD="pw:1"
+    )
+    registry.start()
+    try:
+        assert_error(httpx.get(f"{registry.url}/subjects"), 401, 401, "Unauthorized")
+        assert_error(httpx.get(f"{registry.url}/subjects", auth=("reg", "nope")), 401, 401, "Unauthorized")
+        client = ConfluentClient({"url": registry.url, "basic.auth.user.info": "reg:pw:1"})
+        assert isinstance(client.get_subjects(), list)
+        wrong = ConfluentClient({"url": registry.url, "basic.auth.user.info": "reg:nope"})
+        with pytest.raises(SchemaRegistryError) as info:
+            wrong.get_subjects()
+        assert info.value.http_status_code == 401
+    finally:
+        registry.stop()
+
+
+def test_requests_through_the_confluent_client_stay_fast(registry_url: str) -> None:
+    """Median time per call, each on a fresh subject (no client cache), 10 rounds."""
+    client = ConfluentClient({"url": registry_url})
+    timings: dict[str, list[float]] = {"register": [], "lookup": [], "get_by_id": [], "delete": []}
+    for _ in range(10):
+        subject, schema = unique(), Schema(json_text(trade_schema(record_name())), "AVRO")
+        started = time.perf_counter()
+        schema_id = client.register_schema(subject, schema)
+        timings["register"].append(time.perf_counter() - started)
+        fresh = ConfluentClient({"url": registry_url})
+        started = time.perf_counter()
+        fresh.lookup_schema(subject, schema)
+        timings["lookup"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        fresh.get_schema(schema_id)
+        timings["get_by_id"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        client.delete_subject(subject)
+        timings["delete"].append(time.perf_counter() - started)
+    medians = {name: sorted(values)[len(values) // 2] * 1000 for name, values in timings.items()}
+    print("registry median ms:", {name: round(ms, 1) for name, ms in medians.items()})
+    assert all(ms < 100 for ms in medians.values()), medians
+
+
+def json_text(schema: dict) -> str:
+    import json
+
+    return json.dumps(schema)

@@ -56,13 +56,18 @@ from streamapp.stack.http_protocol import (
             RequestOptions(
                 database="default",
                 query_id="q-1",
+                session_id="f3c5",
+                wait_end_of_query=True,
+                client_protocol_version=54405,
                 settings={"date_time_input_format": "best_effort", "cast_string_to_dynamic_use_inference": "1"},
                 query_params={"sym": "BTC/USDT"},
             ),
         ),
         (
             [("user", "default"), ("password", "secret"), ("default_format", "JSONEachRow"), ("max_threads", "1")],
-            RequestOptions(default_format="JSONEachRow", settings={"max_threads": "1"}),
+            RequestOptions(
+                default_format="JSONEachRow", user="default", password="secret", settings={"max_threads": "1"}
+            ),
         ),
         ([("database", ""), ("query_id", "")], RequestOptions()),
         ([("param_a", "it's"), ("param_b", "")], RequestOptions(query_params={"a": "it's", "b": ""})),
@@ -387,3 +392,60 @@ def test_summary_header_numbers_are_strings():
         "result_bytes": "0",
         "elapsed_ns": "1500",
     }
+
+
+# --- issue 11: KILL QUERY, streamed errors and headers, Native time zones ---------------
+
+
+def test_kill_query_condition_sees_client_query_ids():
+    from streamapp.stack.http_protocol import kill_query
+
+    kill = kill_query("KILL QUERY WHERE query_id = 'q-1' SYNC FORMAT JSON", {"tok": "q-1"})
+    assert kill.sync and kill.sql.endswith(" ASYNC FORMAT JSON")
+    assert "multiIf(position(query, concat('streamapp-request:', 'tok')) > 0, 'q-1', query_id)" in kill.sql
+    assert "WHERE (query_id = 'q-1')" in kill.sql
+    assert "streamapp-request:tok" not in kill.sql  # never matches its own text
+    assert kill_query("SELECT 1", {}) is None
+    assert kill_query("KILL QUERY WHERE user = 'x' TEST", {}).sql.endswith(" TEST")
+    with pytest.raises(ClickHouseError, match="WHERE"):
+        kill_query("KILL QUERY", {})
+
+
+def test_exception_block_is_what_clickhouse_connect_parses():
+    from clickhouse_connect.driver.transform import extract_exception_with_tag
+
+    from streamapp.stack.http_protocol import exception_block
+
+    block = exception_block("abc123", "Code: 395. DB::Exception: boom. (X) (version 26.1)\n")
+    assert block.startswith(b"__exception__\r\nabc123\r\nCode: 395.")
+    assert extract_exception_with_tag(b"1\n2\n" + block, "abc123") == "Code: 395. DB::Exception: boom. (X) (version 26.1)"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "block", "header"),
+    [
+        ("TSVWithNames", b"a\tb\n1\t2\n", 4),
+        ("TSVWithNamesAndTypes", b"a\nUInt8\n1\n", 8),
+        ("JSONCompactEachRowWithNames", b'["a"]\n[1]\n', 6),
+        ("RowBinaryWithNamesAndTypes", b"\x01\x01a\x05UInt8\x07", 9),
+    ],
+)
+def test_header_of_a_streamed_block(fmt, block, header):
+    from streamapp.stack.http_protocol import header_length, stream_header_kind
+
+    assert header_length(stream_header_kind(fmt), block) == header
+    assert stream_header_kind("Native") == ("plain", 0) and stream_header_kind("JSON") is None
+
+
+def test_native_datetime_columns_get_their_zone_back():
+    from streamapp.stack.http_protocol import restore_native_timezones
+
+    def block(type_name: bytes) -> bytes:  # 2 columns, 2 rows: s String, t DateTime
+        return b"\x02\x02" + b"\x01s\x06String\x01a\x02bc" + b"\x01t" + bytes([len(type_name)]) + type_name + b"\x00" * 8
+
+    zoned = b"DateTime('Asia/Tokyo')"
+    types = ["String", zoned.decode()]
+    assert restore_native_timezones(block(b"DateTime") * 2, types) == block(zoned) * 2
+    assert restore_native_timezones(block(b"DateTime"), ["String", "DateTime"]) == block(b"DateTime")
+    unknown = b"\x01\x01\x01x\x04JSON\x00"  # a type the scanner cannot skip: left as it is
+    assert restore_native_timezones(unknown, ["DateTime('UTC')"]) == unknown
