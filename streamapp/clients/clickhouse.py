@@ -11,7 +11,13 @@ from streamapp.settings import Settings
 
 
 def connect(settings: Settings, **kwargs) -> Client:
-    """A clickhouse-connect client for ``settings.clickhouse_url``; a clear error if unreachable."""
+    """A clickhouse-connect client for ``settings.clickhouse_url``; a clear error if unreachable.
+
+    Without a session (clickhouse-connect makes one per client by default): streamapp keeps no
+    state between requests, and a session would make concurrent use of one client fail with
+    "session is locked" (373), on a server as on the local stack's warehouse.
+    """
+    kwargs.setdefault("autogenerate_session_id", False)
     try:
         return clickhouse_connect.get_client(dsn=settings.clickhouse_url, **kwargs)
     except ClickHouseError as exc:
