@@ -1,4 +1,4 @@
-"""Numbered SQL migrations in ``sql/``: read, render with settings, apply in order, record.
+"""Numbered SQL migrations in ``streamapp/sql/``: read, render with settings, apply in order, record.
 
 Each ``NNNN_name.sql`` holds statements separated by ``;`` at the end of a line.
 ``{placeholders}`` take values from settings (broker list and registry URL as
@@ -22,7 +22,7 @@ from streamapp import tables
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 

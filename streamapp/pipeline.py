@@ -18,7 +18,7 @@ from streamapp.settings import Settings
 from streamapp.stack import services
 from streamapp.stack.services import Service, http_ok, streamapp_command
 
-CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+CAPTURES = Path(__file__).resolve().parent / "captures"
 # Spot trades for "binance" (the feed speaks Binance spot); the Kraken v2 capture
 # converted from real v1 trades. Their symbols are what the feeds subscribe to.
 SIMULATED = {
@@ -70,7 +70,7 @@ WORKER = Service(
 )
 
 SIMULATOR = Service(
-    name="simulator", describe="exchange simulator replaying captures/",
+    name="simulator", describe="exchange simulator replaying streamapp/captures/",
     host_port=lambda s: ("127.0.0.1", s.simulator_port),
     command=lambda s: streamapp_command(
         "exchange", "serve", "--speed", "max", "--port", str(s.simulator_port),

@@ -17,7 +17,7 @@ def exchange() -> None:
 
 @exchange.command()
 @click.option("--capture", "captures", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Capture file(s) to replay (captures/*.jsonl.gz or `feed record` output). Repeat for more.")
+              help="Capture file(s) to replay (streamapp/captures/*.jsonl.gz or `feed record` output). Repeat for more.")
 @click.option("--speed", default="max", show_default=True,
               help="Replay speed: 1 (as recorded), 10 (ten times faster), any factor, or max.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -38,7 +38,7 @@ def serve(captures, speed, host, port, drop_every, stall_every, stall_seconds, m
     /api/v3/historicalTrades and /0/public/Trades, faults on POST /control/<fault>
     (drop, stall, malformed, skip, shutdown; ?arg=N), metrics on /metrics.
 
-        streamapp exchange serve --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz --speed 10
+        streamapp exchange serve --capture streamapp/captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz --speed 10
     """
     from streamapp.feeds.handler import run_until_signalled
     from streamapp.simulator.capture import load

@@ -17,7 +17,7 @@ from streamapp.stack import services
 @click.group("pipeline")
 def pipeline_group() -> None:
     """Run everything on the local stack: stack, migrations, topics, normalizer and feeds
-    (live exchanges when reachable, else the simulator replaying captures/)."""
+    (live exchanges when reachable, else the simulator replaying streamapp/captures/)."""
 
 
 @pipeline_group.command()

@@ -1,6 +1,6 @@
 """The local broker: Apache Kafka in single-node KRaft mode, run from jars fetched with Maven.
 
-The jars come from Maven Central on first use (``ops/kafka/pom.xml``) into
+The jars come from Maven Central on first use (``streamapp/stack/pom.xml``) into
 ``<cache_dir>/kafka-<version>/libs`` and are reused by every stack after that.
 """
 
@@ -18,7 +18,7 @@ from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-POM = Path(__file__).resolve().parents[2] / "ops" / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parent / "pom.xml"
 
 LOG4J2 = """\
 Configuration:

@@ -28,7 +28,7 @@ def stack() -> Settings:
 
 @pytest.fixture(scope="session")
 def migrated(stack) -> Settings:
-    """The stack's warehouse with every migration in sql/ applied (`streamapp db migrate`)."""
+    """The stack's warehouse with every migration in streamapp/sql/ applied (`streamapp db migrate`)."""
     client = connect(stack)
     for migration in migrations.pending(client, migrations.discover()):
         migrations.apply(client, stack, migration)

@@ -1,4 +1,4 @@
-"""sql/ is data: its files parse, fill from settings, and agree with the code's names."""
+"""streamapp/sql/ is data: its files parse, fill from settings, and agree with the code's names."""
 
 from __future__ import annotations
 
