@@ -18,11 +18,10 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from streamapp import tables
+from streamapp import package_data, tables
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -50,8 +49,13 @@ class Applied:
     applied_at: datetime
 
 
-def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migrations in ``sql_dir``, in order; misnamed files and repeated numbers are errors."""
+def discover(sql_dir: Path | None = None) -> list[Migration]:
+    """The migrations in ``sql_dir`` (default: the package's ``sql/``), in order.
+
+    Misnamed files, repeated numbers and no migrations at all are errors: an
+    install without its SQL must not report "up to date" over an empty warehouse.
+    """
+    sql_dir = sql_dir if sql_dir is not None else package_data.path("sql")
     found: dict[int, Migration] = {}
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -61,6 +65,9 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
         if version in found:
             raise StreamappError(f"migrations {found[version].path.name} and {path.name} share number {version}")
         found[version] = Migration(version, match.group(2), path)
+    if not found:
+        raise StreamappError(f"no migrations (NNNN_name.sql) found in {sql_dir}: streamapp's package data is "
+                             "missing; reinstall it (pip install .)")
     return [found[v] for v in sorted(found)]
 
 

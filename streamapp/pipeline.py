@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
-from streamapp import migrations, topics
+from streamapp import migrations, package_data, topics
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
 from streamapp.settings import Settings
 from streamapp.stack import services
 from streamapp.stack.services import Service, http_ok, streamapp_command
 
-CAPTURES = Path(__file__).resolve().parent / "captures"
-# Spot trades for "binance" (the feed speaks Binance spot); the Kraken v2 capture
-# converted from real v1 trades. Their symbols are what the feeds subscribe to.
+# The packaged captures (streamapp/captures/): spot trades for "binance" (the feed speaks
+# Binance spot); the Kraken v2 capture converted from real v1 trades. Their symbols are
+# what the feeds subscribe to.
 SIMULATED = {
-    "binance": (CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
-    "kraken": (CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
+    "binance": ("binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    "kraken": ("kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
                ("ALGO/BTC", "BTC/USD", "DASH/EUR", "SC/EUR", "XMR/USD")),
 }
 LIVE_SYMBOLS = {"binance": ("BTCUSDT", "ETHUSDT"), "kraken": ("BTC/USD", "ETH/USD")}
@@ -74,7 +73,8 @@ SIMULATOR = Service(
     host_port=lambda s: ("127.0.0.1", s.simulator_port),
     command=lambda s: streamapp_command(
         "exchange", "serve", "--speed", "max", "--port", str(s.simulator_port),
-        *(arg for capture, _ in SIMULATED.values() for arg in ("--capture", str(capture)))),
+        *(arg for capture, _ in SIMULATED.values()
+          for arg in ("--capture", str(package_data.path("captures", capture))))),
     healthy=lambda s: http_ok(f"http://127.0.0.1:{s.simulator_port}/health"),
     port_setting="STREAMAPP_SIMULATOR_PORT",
 )

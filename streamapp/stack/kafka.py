@@ -13,12 +13,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from streamapp import package_data
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
-
-POM = Path(__file__).resolve().parent / "pom.xml"
 
 LOG4J2 = """\
 Configuration:
@@ -61,14 +60,13 @@ def ensure_jars(settings: Settings) -> Path:
             f"Maven is missing and the Kafka {settings.kafka_version} jars are not cached in {libs}: "
             "install Maven (apt-get install maven) so `stack up` can fetch them once."
         )
-    if not POM.exists():
-        raise StreamappError(f"{POM} is missing: run streamapp from its source checkout (pip install -e .).")
+    pom = package_data.path("stack", "pom.xml")
     log.info("fetching Apache Kafka %s jars from Maven Central into %s (first use only)", settings.kafka_version, libs)
     tmp = libs.with_name("libs.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     result = subprocess.run(
         [
-            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
             f"-Dkafka.version={settings.kafka_version}",
             "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
         ],

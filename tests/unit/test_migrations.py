@@ -109,3 +109,16 @@ def test_each_materialized_view_selects_its_target_columns_in_order():
     assert len(views) == 3 * len(EXCHANGES) + len(tables.INTERVALS)
     for target, statement in views:
         assert _selected(statement) == creates[target], (target, statement[:80])
+
+
+def test_no_migrations_found_is_an_error_not_up_to_date(tmp_path):
+    with pytest.raises(StreamappError, match=rf"no migrations \(NNNN_name.sql\) found in {tmp_path}"):
+        migrations.discover(tmp_path)
+
+
+def test_missing_package_data_names_the_file_and_the_fix():
+    from streamapp import package_data
+
+    with pytest.raises(StreamappError, match=r"captures/nope.jsonl.gz is missing from the installed streamapp.*pip install"):
+        package_data.path("captures", "nope.jsonl.gz")
+    assert package_data.path("stack", "pom.xml").is_file()
