@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from streamapp import package_data
@@ -109,6 +110,19 @@ def server_properties(settings: Settings) -> str:
     ])
 
 
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A KRaft cluster id as ``kafka-storage random-uuid`` makes one: URL-safe base64 of a random UUID.
+
+    One in 64 such strings starts with ``-``, which the storage tool's argument parser
+    takes for an option (``argument --cluster-id/-t: expected one argument``); Kafka's
+    ``Uuid.randomUuid`` draws again in that case, and so does this.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(draw().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def prepare(settings: Settings) -> list[str]:
     """Write config, format storage on first start, and return the broker's command line."""
     libs = ensure_jars(settings)
@@ -120,9 +134,8 @@ def prepare(settings: Settings) -> list[str]:
     java = ["java", f"-Xms{settings.kafka_heap}", f"-Xmx{settings.kafka_heap}",
             f"-Dlog4j2.configurationFile={root / 'log4j2.yaml'}", "-cp", f"{libs}/*"]
     if not (root / "logs" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            java + ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
