@@ -34,7 +34,7 @@ def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
     # librdkafka's default).
     conf.processing_guarantee = "exactly_once"
     conf.topic_partitions = settings.topic_partitions
-    conf.topic_replication_factor = settings.topic_replication_factor
+    conf.topic_replication_factor = settings.replication_factor
     conf.store = "memory://"  # no tables: nothing to keep locally
     conf.web_host = "127.0.0.1"
     conf.web_port = settings.worker_web_port

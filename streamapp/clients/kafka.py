@@ -25,9 +25,10 @@ def admin(settings: Settings) -> AdminClient:
 
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:
-    """Retention by role: the dead-letter topic keeps longer than raw and normalized."""
+    """Retention by role (the dead-letter topic keeps longer than raw and normalized), and how many
+    replicas must have a record before ``acks=all`` producers hear it was written."""
     retention = settings.dlq_retention_ms if topic == topic_names.DLQ else settings.raw_retention_ms
-    return {"retention.ms": str(retention)}
+    return {"retention.ms": str(retention), "min.insync.replicas": str(settings.min_insync_replicas)}
 
 
 def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float = 30.0,
@@ -48,7 +49,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float
         if name in existing and len(existing[name].partitions) != n:
             log.warning("topic %s exists with %d partitions, not %d: left as is", name,
                         len(existing[name].partitions), n)
-    new = [NewTopic(name, num_partitions=n, replication_factor=settings.topic_replication_factor,
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
                     config=topic_config(settings, name) | (config or {}))
            for name in wanted if name not in existing]
     if not new:
@@ -58,7 +59,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float
         try:
             future.result()
             created.append(name)
-            log.info("created topic %s (%d partitions)", name, n)
+            log.info("created topic %s (%d partitions, %d replicas)", name, n, settings.replication_factor)
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue

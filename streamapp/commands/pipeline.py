@@ -27,7 +27,7 @@ def pipeline_group() -> None:
               help="Seconds to wait for the first candles (0: don't wait).")
 def up(source: str, wait_s: float) -> None:
     """Start the pipeline (idempotent) and show the first candles."""
-    settings = get_settings()
+    settings = services.for_stack(get_settings())
     click.echo("stack: starting (broker, registry, warehouse) ...")
     applied = pipeline.prepare(settings)
     click.echo(f"stack: healthy; migrations applied now: {', '.join(applied) or 'none (up to date)'}")
@@ -72,14 +72,14 @@ def _show_first_candles(settings, wait_s: float) -> None:
 @pipeline_group.command()
 def down() -> None:
     """Stop the feeds, simulator and worker (the stack keeps running)."""
-    stopped = services.down(get_settings(), pipeline.ALL)
+    stopped = services.down(services.for_stack(get_settings()), pipeline.ALL)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @pipeline_group.command()
 def status() -> None:
     """Each pipeline process: pid, metrics address, memory, health. Exit 1 unless all that run are healthy."""
-    rows = services.status(get_settings(), pipeline.ALL)
+    rows = services.status(services.for_stack(get_settings()), pipeline.ALL)
     echo_status(rows)
     if any(row.running and not row.healthy for row in rows) or not any(row.running for row in rows):
         raise SystemExit(1)
@@ -90,4 +90,4 @@ def status() -> None:
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs(name: str, lines: int) -> None:
     """Show a pipeline process's log."""
-    click.echo(services.log_tail(get_settings(), name, lines))
+    click.echo(services.log_tail(services.for_stack(get_settings()), name, lines))

@@ -21,7 +21,7 @@ def stack() -> Settings:
     already = {row.name for row in services.status(settings) if row.running}
     services.up(settings)
     yield settings
-    for svc in reversed(services.SERVICES):
+    for svc in reversed(services.stack_services(settings)):
         if svc.name not in already:
             services.stop(settings, svc)
 

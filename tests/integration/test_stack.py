@@ -36,8 +36,8 @@ def test_logs_shows_the_broker_log(stack):
 
 def test_logs_rejects_an_unknown_service():
     result = invoke("stack", "logs", "zookeeper")
-    assert result.exit_code == 2
-    assert "'zookeeper' is not one of 'broker', 'registry', 'warehouse'" in result.output
+    assert result.exit_code == 1
+    assert "unknown service 'zookeeper': this stack runs broker, registry, warehouse" in result.output
 
 
 def test_produce_and_consume_through_the_broker(stack):
