@@ -61,12 +61,28 @@ def _feed(exchange: str, live: bool) -> Service:
     )
 
 
-WORKER = Service(
-    name="worker", describe="normalizer (Faust worker)",
-    host_port=lambda s: (s.metrics_host, s.worker_metrics_port),
-    command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(lambda s: s.worker_metrics_port),
-    port_setting="STREAMAPP_WORKER_METRICS_PORT",
-)
+FLEET_MAX = 9  # workers `pipeline up --workers N` starts at most
+
+
+def worker(k: int) -> Service:
+    """The ``k``-th normalizer worker: ``worker``, then ``worker-2`` …, all in one consumer group.
+
+    Worker k serves Faust's web port at STREAMAPP_WORKER_WEB_PORT + k - 1 and its
+    metrics at STREAMAPP_WORKER_METRICS_PORT + 10 (k - 1).
+    """
+    web = lambda s: s.worker_web_port + k - 1  # noqa: E731
+    metrics = lambda s: s.worker_metrics_port + 10 * (k - 1)  # noqa: E731
+    return Service(
+        name="worker" if k == 1 else f"worker-{k}", describe="normalizer (Faust worker)",
+        host_port=lambda s: (s.metrics_host, metrics(s)),
+        command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(metrics),
+        port_setting="STREAMAPP_WORKER_METRICS_PORT",
+        env=lambda s: {"STREAMAPP_WORKER_WEB_PORT": str(web(s)), "STREAMAPP_WORKER_METRICS_PORT": str(metrics(s))},
+    )
+
+
+WORKER = worker(1)
+FLEET = tuple(worker(k) for k in range(1, FLEET_MAX + 1))
 
 SIMULATOR = Service(
     name="simulator", describe="exchange simulator replaying streamapp/captures/",
@@ -80,13 +96,14 @@ SIMULATOR = Service(
 )
 
 
-def processes(live: bool) -> tuple[Service, ...]:
+def processes(live: bool, workers: int = 1) -> tuple[Service, ...]:
     """Start order: consumers first, so nothing the feeds publish waits long."""
     feeds = (_feed("binance", live), _feed("kraken", live))
-    return (WORKER, *feeds) if live else (WORKER, SIMULATOR, *feeds)
+    fleet = FLEET[:workers]
+    return (*fleet, *feeds) if live else (*fleet, SIMULATOR, *feeds)
 
 
-ALL = (WORKER, SIMULATOR, _feed("binance", False), _feed("kraken", False))
+ALL = (*FLEET, SIMULATOR, _feed("binance", False), _feed("kraken", False))
 
 
 def prepare(settings: Settings) -> list[str]:

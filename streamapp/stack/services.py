@@ -36,6 +36,7 @@ class Service:
     healthy: Callable[[Settings], bool]
     port_setting: str  # the variable to change when the port is taken
     quorum: bool = False  # a cluster's node: all are launched before any is waited for
+    env: Callable[[Settings], dict[str, str]] = lambda settings: {}  # its own variables (e.g. ports)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def launch(settings: Settings, svc: Service) -> subprocess.Popen | None:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=_service_env(settings),
+            start_new_session=True, env=_service_env(settings) | svc.env(settings),
         )
     pid_file(settings, svc.name).write_text(str(proc.pid))
     return proc

@@ -98,9 +98,10 @@ def test_the_installed_wheel_runs_stack_migrations_pipeline_and_candles(venv, tm
         for name in shipped:
             assert f"applied {name}" in out, out
 
-        out = run([streamapp, "pipeline", "up", "--source", "simulator", "--wait", "180"],
+        out = run([streamapp, "pipeline", "up", "--source", "simulator", "--wait", "180", "--workers", "2"],
                   env=env, cwd=outside, timeout_s=300)
         assert "first candles (UTC)" in out, out
+        assert "worker        running" in out and "worker-2      running" in out, out
         assert str(installed / "captures") in (Path(env["STREAMAPP_HOME"]) / "logs" / "simulator.log").read_text()
 
         out = run([streamapp, "tables", "candles", "--exchange", "binance", "--symbol", "BTC/USDT",
