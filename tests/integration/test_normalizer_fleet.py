@@ -154,7 +154,7 @@ def test_a_fleet_worker_killed_mid_stream_hands_over_and_each_record_is_normaliz
         time.sleep(5)  # and a little longer: a duplicate would show up now
         lineage = our_lineage(settings, target, start, ours)
         for pid in survivors:
-            assert by_pid[pid].proc.poll() is None, f"worker {pid} died:\n" + by_pid[pid].output()[-3000:]
+            assert by_pid[pid].proc.poll() is None, f"worker {pid} died:\n" + by_pid[pid].why_it_died()
     finally:
         for worker in workers:
             worker.stop()
