@@ -5,8 +5,6 @@ COPY setup.cfg pyproject.toml README.md ./
 COPY streamapp streamapp
 COPY agents agents
 COPY records records
-COPY sql sql
-COPY captures captures
 COPY ops ops
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["streamapp"]

@@ -10,6 +10,8 @@ environment and connects nowhere:
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import faust
@@ -33,8 +35,11 @@ def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
     # nor duplicates output for read_committed consumers (ClickHouse's Kafka engine,
     # librdkafka's default).
     conf.processing_guarantee = "exactly_once"
+    # One client id per process: the consumer group's description (kafka-consumer-groups
+    # --describe, AdminClient.describe_consumer_groups) says which worker owns which partitions.
+    conf.broker_client_id = f"{groups.NORMALIZER}-{socket.gethostname()}-{os.getpid()}"
     conf.topic_partitions = settings.topic_partitions
-    conf.topic_replication_factor = settings.topic_replication_factor
+    conf.topic_replication_factor = settings.replication_factor
     conf.store = "memory://"  # no tables: nothing to keep locally
     conf.web_host = "127.0.0.1"
     conf.web_port = settings.worker_web_port

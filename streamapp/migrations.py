@@ -1,4 +1,4 @@
-"""Numbered SQL migrations in ``sql/``: read, render with settings, apply in order, record.
+"""Numbered SQL migrations in ``streamapp/sql/``: read, render with settings, apply in order, record.
 
 Each ``NNNN_name.sql`` holds statements separated by ``;`` at the end of a line.
 ``{placeholders}`` take values from settings (broker list and registry URL as
@@ -19,11 +19,10 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from streamapp import tables
+from streamapp import package_data, tables
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -51,8 +50,13 @@ class Applied:
     applied_at: datetime
 
 
-def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migrations in ``sql_dir``, in order; misnamed files and repeated numbers are errors."""
+def discover(sql_dir: Path | None = None) -> list[Migration]:
+    """The migrations in ``sql_dir`` (default: the package's ``sql/``), in order.
+
+    Misnamed files, repeated numbers and no migrations at all are errors: an
+    install without its SQL must not report "up to date" over an empty warehouse.
+    """
+    sql_dir = sql_dir if sql_dir is not None else package_data.path("sql")
     found: dict[int, Migration] = {}
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -62,6 +66,9 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
         if version in found:
             raise StreamappError(f"migrations {found[version].path.name} and {path.name} share number {version}")
         found[version] = Migration(version, match.group(2), path)
+    if not found:
+        raise StreamappError(f"no migrations (NNNN_name.sql) found in {sql_dir}: streamapp's package data is "
+                             "missing; reinstall it (pip install .)")
     return [found[v] for v in sorted(found)]
 
 
@@ -333,7 +340,7 @@ class Step:
         return self.text
 
 
-def migrate(client: Client, settings: Settings, sql_dir: Path = SQL_DIR) -> Iterator[Step]:
+def migrate(client: Client, settings: Settings, sql_dir: Path | None = None) -> Iterator[Step]:
     """Apply pending migrations in order, then bring the tables in line with ``settings``.
 
     Raises if a table differs in a way only a person should fix (a missing non-Kafka table).
@@ -353,5 +360,5 @@ def migrate(client: Client, settings: Settings, sql_dir: Path = SQL_DIR) -> Iter
     if manual:
         raise StreamappError(
             "not fixed automatically: " + "; ".join(str(d) for d in manual)
-            + ". Look at what removed it; its CREATE statement is in sql/"
+            + ". Look at what removed it; its CREATE statement is in streamapp/sql/"
         )

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
-from streamapp import migrations, topics
+from streamapp import migrations, package_data, topics
 from streamapp.exchanges import BINANCE, BINANCEUSDM, EXCHANGES, KRAKEN
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
@@ -19,14 +18,14 @@ from streamapp.settings import Settings
 from streamapp.stack import services
 from streamapp.stack.services import Service, http_ok, streamapp_command
 
-CAPTURES = Path(__file__).resolve().parents[1] / "captures"
-# Spot trades for "binance", USDⓈ-M futures trades for "binanceusdm" (same window, other
-# market), the Kraken v2 capture converted from real v1 trades. Their symbols are what the
-# feeds subscribe to; the simulator serves each capture as the exchange its lines name.
+# The packaged captures (streamapp/captures/): spot trades for "binance", USDⓈ-M futures
+# trades for "binanceusdm" (same window, other market), the Kraken v2 capture converted
+# from real v1 trades. Their symbols are what the feeds subscribe to; the simulator serves
+# each capture as the exchange its lines name.
 SIMULATED = {
-    BINANCE: (CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
-    BINANCEUSDM: (CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
-    KRAKEN: (CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
+    BINANCE: ("binance_spot_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    BINANCEUSDM: ("binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz", ("BTCUSDT",)),
+    KRAKEN: ("kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz",
              ("ALGO/BTC", "BTC/USD", "DASH/EUR", "SC/EUR", "XMR/USD")),
 }
 LIVE_SYMBOLS = {BINANCE: ("BTCUSDT", "ETHUSDT"), BINANCEUSDM: ("BTCUSDT", "ETHUSDT"), KRAKEN: ("BTC/USD", "ETH/USD")}
@@ -75,31 +74,49 @@ def _feed(exchange: str, live: bool) -> Service:
     )
 
 
-WORKER = Service(
-    name="worker", describe="normalizer (Faust worker)",
-    host_port=lambda s: (s.metrics_host, s.worker_metrics_port),
-    command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(lambda s: s.worker_metrics_port),
-    port_setting="STREAMAPP_WORKER_METRICS_PORT",
-)
+FLEET_MAX = 9  # workers `pipeline up --workers N` starts at most
+
+
+def worker(k: int) -> Service:
+    """The ``k``-th normalizer worker: ``worker``, then ``worker-2`` …, all in one consumer group.
+
+    Worker k serves Faust's web port at STREAMAPP_WORKER_WEB_PORT + k - 1 and its
+    metrics at STREAMAPP_WORKER_METRICS_PORT + 10 (k - 1).
+    """
+    web = lambda s: s.worker_web_port + k - 1  # noqa: E731
+    metrics = lambda s: s.worker_metrics_port + 10 * (k - 1)  # noqa: E731
+    return Service(
+        name="worker" if k == 1 else f"worker-{k}", describe="normalizer (Faust worker)",
+        host_port=lambda s: (s.metrics_host, metrics(s)),
+        command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(metrics),
+        port_setting="STREAMAPP_WORKER_METRICS_PORT",
+        env=lambda s: {"STREAMAPP_WORKER_WEB_PORT": str(web(s)), "STREAMAPP_WORKER_METRICS_PORT": str(metrics(s))},
+    )
+
+
+WORKER = worker(1)
+FLEET = tuple(worker(k) for k in range(1, FLEET_MAX + 1))
 
 SIMULATOR = Service(
-    name="simulator", describe="exchange simulator replaying captures/",
+    name="simulator", describe="exchange simulator replaying streamapp/captures/",
     host_port=lambda s: ("127.0.0.1", s.simulator_port),
     command=lambda s: streamapp_command(
         "exchange", "serve", "--speed", "max", "--port", str(s.simulator_port),
-        *(arg for capture, _ in SIMULATED.values() for arg in ("--capture", str(capture)))),
+        *(arg for capture, _ in SIMULATED.values()
+          for arg in ("--capture", str(package_data.path("captures", capture))))),
     healthy=lambda s: http_ok(f"http://127.0.0.1:{s.simulator_port}/health"),
     port_setting="STREAMAPP_SIMULATOR_PORT",
 )
 
 
-def processes(live: bool) -> tuple[Service, ...]:
+def processes(live: bool, workers: int = 1) -> tuple[Service, ...]:
     """Start order: consumers first, so nothing the feeds publish waits long."""
     feeds = tuple(_feed(exchange, live) for exchange in EXCHANGES)
-    return (WORKER, *feeds) if live else (WORKER, SIMULATOR, *feeds)
+    fleet = FLEET[:workers]
+    return (*fleet, *feeds) if live else (*fleet, SIMULATOR, *feeds)
 
 
-ALL = (WORKER, SIMULATOR, *(_feed(exchange, False) for exchange in EXCHANGES))
+ALL = (*FLEET, SIMULATOR, *(_feed(exchange, False) for exchange in EXCHANGES))
 
 
 def prepare(settings: Settings) -> list[str]:

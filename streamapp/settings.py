@@ -39,7 +39,12 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
     topic_partitions: int = Field(3, ge=1, description="Partitions of the topics streamapp creates.")
-    topic_replication_factor: int = Field(1, ge=1)
+    topic_replication_factor: int | None = Field(
+        None, ge=1, description="Replicas of the topics streamapp creates; default: 3 on a local stack of 3+ brokers, else 1."
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of those topics; default: 2 when they have 3+ replicas, else 1."
+    )
     raw_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Retention of raw and normalized topics.")
     dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Retention of the dead-letter topic.")
 
@@ -89,6 +94,11 @@ class Settings(BaseSettings):
     # --- local stack -------------------------------------------------------
     kafka_version: str = Field("4.1.1", description="Apache Kafka release the local stack runs.")
     kafka_controller_port: int = 9093
+    stack_brokers: int = Field(
+        1, ge=1, le=9, description="Kafka nodes of the local stack (each broker and KRaft controller); "
+        "node k listens on the k-th bootstrap address (else every second port after the last one listed), "
+        "its controller on kafka_controller_port + 2(k-1)."
+    )
     kafka_heap: str = "512m"
     stack_start_timeout_s: float = 90.0
 
@@ -163,6 +173,30 @@ class Settings(BaseSettings):
         """The REST base URL the feed backfills ``exchange``'s gaps from."""
         return {binance_feed.EXCHANGE: self.binance_rest_url, binanceusdm_feed.EXCHANGE: self.binanceusdm_rest_url,
                 kraken_feed.EXCHANGE: self.kraken_rest_url}[exchange]
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of the topics streamapp creates (``topic_replication_factor``, else by stack size)."""
+        return self.topic_replication_factor or min(self.stack_brokers, 3)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must have a write before it is acknowledged (``acks=all``); one may be down."""
+        return self.topic_min_insync_replicas or (2 if self.replication_factor >= 3 else 1)
+
+    @property
+    def stack_broker_host_ports(self) -> list[tuple[str, int]]:
+        """Where the local stack's nodes 1..``stack_brokers`` listen for clients."""
+        listed = [(host or "127.0.0.1", int(port)) for host, _, port in
+                  (server.strip().rpartition(":") for server in self.kafka_bootstrap_servers.split(","))]
+        host, port = listed[-1]  # nodes beyond the list: every second port after the last one listed
+        return [listed[k] if k < len(listed) else (host, port + 2 * (k - len(listed) + 1))
+                for k in range(self.stack_brokers)]
+
+    @property
+    def stack_bootstrap_servers(self) -> str:
+        """Every node of the local stack: clients bootstrap from any of them (one may be stopped)."""
+        return ",".join(f"{host}:{port}" for host, port in self.stack_broker_host_ports)
 
     @property
     def broker_host_port(self) -> tuple[str, int]:

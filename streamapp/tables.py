@@ -1,4 +1,4 @@
-"""ClickHouse table names: declared here once (sql/ is checked against it)."""
+"""ClickHouse table names: declared here once (streamapp/sql/ is checked against it)."""
 
 from streamapp.exchanges import EXCHANGES
 

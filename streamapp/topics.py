@@ -1,4 +1,4 @@
-"""Topic names: declared here once and imported everywhere (sql/ and compose are checked against it)."""
+"""Topic names: declared here once and imported everywhere (streamapp/sql/ and compose are checked against it)."""
 
 from streamapp.exchanges import EXCHANGES
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Rebuild captures/ (the simulator's bundled recordings) from the real exchange data in ../shared/data.
+"""Rebuild streamapp/captures/ (the simulator's bundled recordings) from the real exchange data in ../shared/data.
 
-    python ops/scripts/build_captures.py [--data ../shared/data] [--out captures]
+    python ops/scripts/build_captures.py [--data ../shared/data] [--out streamapp/captures]
 
 Binance: each message is kept byte for byte; the recorder's receive time was removed in
 the source, so receive_time_us is the event time ``E`` (ms) * 1000.
@@ -87,7 +87,7 @@ def kraken_v2(srcs: list[Path]) -> list[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "captures")
+    parser.add_argument("--out", type=Path, default=ROOT / "streamapp" / "captures")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, (src, exchange) in BINANCE_FILES.items():

@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from streamapp import topics as topic_names
 from streamapp.errors import StreamappError
@@ -25,9 +25,10 @@ def admin(settings: Settings) -> AdminClient:
 
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:
-    """Retention by role: the dead-letter topic keeps longer than raw and normalized."""
+    """Retention by role (the dead-letter topic keeps longer than raw and normalized), and how many
+    replicas must have a record before ``acks=all`` producers hear it was written."""
     retention = settings.dlq_retention_ms if topic == topic_names.DLQ else settings.raw_retention_ms
-    return {"retention.ms": str(retention)}
+    return {"retention.ms": str(retention), "min.insync.replicas": str(settings.min_insync_replicas)}
 
 
 def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float = 30.0,
@@ -48,7 +49,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float
         if name in existing and len(existing[name].partitions) != n:
             log.warning("topic %s exists with %d partitions, not %d: left as is", name,
                         len(existing[name].partitions), n)
-    new = [NewTopic(name, num_partitions=n, replication_factor=settings.topic_replication_factor,
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
                     config=topic_config(settings, name) | (config or {}))
            for name in wanted if name not in existing]
     if not new:
@@ -58,27 +59,52 @@ def ensure_topics(settings: Settings, topics: Iterable[str], *, timeout_s: float
         try:
             future.result()
             created.append(name)
-            log.info("created topic %s (%d partitions)", name, n)
+            log.info("created topic %s (%d partitions, %d replicas)", name, n, settings.replication_factor)
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise StreamappError(f"creating topic {name} failed: {exc.args[0].str()}") from exc
-    _wait_for_leaders(client, created, timeout_s)
+    wait_for_leaders(settings, created, timeout_s=timeout_s, client=client)
     return created
 
 
-def _wait_for_leaders(client: AdminClient, names: list[str], timeout_s: float) -> None:
-    """Creation returns before every partition has a leader; reads and writes until then fail
-    with NOT_LEADER_FOR_PARTITION. Wait, bounded, until the metadata shows one for each."""
+# What a partition answers while it has no serving leader yet, the broker has not heard of it,
+# or the leader's epoch and the client's metadata disagree (a leader just changed).
+_NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.FENCED_LEADER_EPOCH}
+
+
+def wait_for_leaders(settings: Settings, names: Iterable[str], *, timeout_s: float = 30.0,
+                     client: AdminClient | None = None) -> None:
+    """Wait, bounded, until every partition of ``names`` has a leader that answers.
+
+    Topic creation returns before that, and the metadata names a leader before the
+    broker acts as one: offsets read in between fail with NOT_LEADER_FOR_PARTITION.
+    So each partition's leader is asked for its end offset until all of them answer.
+    """
+    client = client or admin(settings)
     deadline = time.monotonic() + timeout_s
     pending = set(names)
+    why = "no metadata yet"
     while pending:
         metadata = client.list_topics(timeout=timeout_s).topics
-        pending = {name for name in pending
-                   if name not in metadata or any(p.leader < 0 for p in metadata[name].partitions.values())}
+        asks = {TopicPartition(name, p): OffsetSpec.latest()
+                for name in pending if name in metadata for p in metadata[name].partitions}
+        waiting = set()
+        if asks:
+            for tp, future in client.list_offsets(asks, request_timeout=timeout_s).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() not in _NO_LEADER_YET:
+                        raise StreamappError(f"reading the end offset of {tp.topic} [{tp.partition}] failed: "
+                                             f"{exc.args[0].str()}") from exc
+                    why = f"{tp.topic} [{tp.partition}]: {exc.args[0].str()}"
+                    waiting.add(tp.topic)
+        pending = {name for name in pending if name not in metadata or name in waiting}
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise StreamappError(f"topics {sorted(pending)} have no partition leader after {timeout_s:.0f}s: "
-                                 "is the broker healthy (`streamapp stack status`)?")
+            raise StreamappError(f"topics {sorted(pending)} have no serving partition leader after {timeout_s:.0f}s "
+                                 f"({why}): is the broker healthy (`streamapp stack status`)?")
         time.sleep(0.1)

@@ -1,4 +1,4 @@
-"""``streamapp db``: the warehouse schema (migrations in sql/)."""
+"""``streamapp db``: the warehouse schema (migrations in streamapp/sql/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from streamapp.settings import get_settings
 
 @click.group()
 def db() -> None:
-    """Apply and inspect the ClickHouse migrations in sql/ (same files for the local
+    """Apply and inspect the ClickHouse migrations in streamapp/sql/ (same files for the local
     warehouse and a ClickHouse server)."""
 
 

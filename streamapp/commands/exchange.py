@@ -17,7 +17,7 @@ def exchange() -> None:
 
 @exchange.command()
 @click.option("--capture", "captures", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Capture file(s) to replay (captures/*.jsonl.gz or `feed record` output). Repeat for more.")
+              help="Capture file(s) to replay (streamapp/captures/*.jsonl.gz or `feed record` output). Repeat for more.")
 @click.option("--speed", default="max", show_default=True,
               help="Replay speed: 1 (as recorded), 10 (ten times faster), any factor, or max.")
 @click.option("--live", is_flag=True,
@@ -45,8 +45,8 @@ def serve(captures, speed, live, host, port, drop_every, stall_every, stall_seco
 
     \b
         streamapp exchange serve --speed 10 \\
-          --capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz \\
-          --capture captures/binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz
+          --capture streamapp/captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz \\
+          --capture streamapp/captures/binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz
     """
     from streamapp.feeds.handler import run_until_signalled
     from streamapp.simulator.capture import load

@@ -17,7 +17,7 @@ from streamapp.stack import services
 @click.group("pipeline")
 def pipeline_group() -> None:
     """Run everything on the local stack: stack, migrations, topics, normalizer and feeds
-    (live exchanges when reachable, else the simulator replaying captures/)."""
+    (live exchanges when reachable, else the simulator replaying streamapp/captures/)."""
 
 
 @pipeline_group.command()
@@ -25,9 +25,14 @@ def pipeline_group() -> None:
               help="Where trades come from: the real exchanges, the simulator, or live when reachable.")
 @click.option("--wait", "wait_s", default=120.0, show_default=True,
               help="Seconds to wait for the first candles (0: don't wait).")
-def up(source: str, wait_s: float) -> None:
-    """Start the pipeline (idempotent) and show the first candles."""
-    settings = get_settings()
+@click.option("--workers", type=click.IntRange(1, pipeline.FLEET_MAX), default=1, show_default=True,
+              help="Normalizer workers (worker, worker-2, ...) sharing the raw partitions in one consumer group.")
+def up(source: str, wait_s: float, workers: int) -> None:
+    """Start the pipeline (idempotent) and show the first candles.
+
+    Running it again with more --workers adds workers; it never stops any
+    (`streamapp pipeline down` stops them all)."""
+    settings = services.for_stack(get_settings())
     click.echo("stack: starting (broker, registry, warehouse) ...")
     applied = pipeline.prepare(settings)
     click.echo(f"stack: healthy; migrations applied now: {', '.join(applied) or 'none (up to date)'}")
@@ -42,7 +47,7 @@ def up(source: str, wait_s: float) -> None:
     def started(svc: services.Service, seconds: float) -> None:
         click.echo(f"{svc.name:<13} running  ({svc.describe}; {seconds:.1f}s)")
 
-    services.up(settings, pipeline.processes(live), on_started=started)
+    services.up(settings, pipeline.processes(live, workers), on_started=started)
     if wait_s > 0:
         _show_first_candles(settings, wait_s)
     click.echo("logs: streamapp pipeline logs NAME; stop: streamapp pipeline down (then streamapp stack down)")
@@ -72,14 +77,15 @@ def _show_first_candles(settings, wait_s: float) -> None:
 @pipeline_group.command()
 def down() -> None:
     """Stop the feeds, simulator and worker (the stack keeps running)."""
-    stopped = services.down(get_settings(), pipeline.ALL)
+    stopped = services.down(services.for_stack(get_settings()), pipeline.ALL)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @pipeline_group.command()
 def status() -> None:
     """Each pipeline process: pid, metrics address, memory, health. Exit 1 unless all that run are healthy."""
-    rows = services.status(get_settings(), pipeline.ALL)
+    rows = [row for row in services.status(services.for_stack(get_settings()), pipeline.ALL)
+            if row.running or row.name not in {w.name for w in pipeline.FLEET[1:]}]  # idle fleet slots: no rows
     echo_status(rows)
     if any(row.running and not row.healthy for row in rows) or not any(row.running for row in rows):
         raise SystemExit(1)
@@ -90,4 +96,4 @@ def status() -> None:
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs(name: str, lines: int) -> None:
     """Show a pipeline process's log."""
-    click.echo(services.log_tail(get_settings(), name, lines))
+    click.echo(services.log_tail(services.for_stack(get_settings()), name, lines))

@@ -33,7 +33,7 @@ def replay(to_topic, from_topic, from_capture, start_offset, end_offset, since, 
     \b
       streamapp replay --from-topic market.crypto.trades.binance.raw --to-topic replay.binance.raw \\
           --since 2024-08-08T23:55:00Z --until 2024-08-08T23:58:00Z --speed 10 --create
-      streamapp replay --from-capture captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz \\
+      streamapp replay --from-capture streamapp/captures/binance_spot_btcusdt_trades_2024-08-08.jsonl.gz \\
           --to-topic market.crypto.trades.binance.raw
     """
     options = ops.ReplayOptions(

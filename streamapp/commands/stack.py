@@ -7,7 +7,7 @@ import time
 
 import click
 
-from streamapp.settings import get_settings
+from streamapp.settings import Settings, get_settings
 from streamapp.stack import services
 
 
@@ -17,13 +17,24 @@ def stack() -> None:
     embedded ClickHouse, on 127.0.0.1, with all state under $STREAMAPP_HOME (default .stack/)."""
 
 
+def stack_settings(brokers: int | None = None) -> Settings:
+    """The settings for this stack: ``--brokers`` wins, then STREAMAPP_STACK_BROKERS, then the stack's own size."""
+    settings = get_settings()
+    return services.sized(settings, brokers) if brokers is not None else services.for_stack(settings)
+
+
 @stack.command()
-def up() -> None:
+@click.option("--brokers", type=click.IntRange(1, 9), default=None,
+              help="Kafka nodes (KRaft brokers and controllers); sets STREAMAPP_STACK_BROKERS. With 3 or more, "
+                   "topics get 3 replicas and min.insync.replicas=2.  [default: the stack's size, else 1]")
+def up(brokers: int | None) -> None:
     """Start every service (idempotent) and wait until each is healthy.
 
     The first run fetches the Kafka jars with Maven into ~/.cache/streamapp.
+    A cluster's nodes listen on every second port from the broker's
+    (9092, 9094, 9096 by default); clients should list them all.
     """
-    settings = get_settings()
+    settings = stack_settings(brokers)
     began = time.monotonic()
 
     def started(svc: services.Service, seconds: float) -> None:
@@ -32,20 +43,48 @@ def up() -> None:
 
     services.up(settings, on_started=started)
     click.echo(f"stack up in {time.monotonic() - began:.1f}s; data in {settings.home.resolve()}")
+    if settings.stack_brokers > 1:
+        click.echo(f"{settings.stack_brokers} brokers: export STREAMAPP_STACK_BROKERS={settings.stack_brokers} "
+                   f"STREAMAPP_KAFKA_BOOTSTRAP_SERVERS={settings.stack_bootstrap_servers}")
 
 
 @stack.command()
 def down() -> None:
     """Stop every service cleanly; the data is kept for the next `up`."""
-    stopped = services.down(get_settings())
+    stopped = services.down(stack_settings())
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack.command("stop")
+@click.argument("service")
+def stop_one(service: str) -> None:
+    """Stop one service (broker, broker-2, registry, warehouse, ...), e.g. to rehearse a fault.
+
+    \b
+      streamapp stack stop broker-2     # a 3-broker stack keeps serving
+      streamapp stack start broker-2    # it rejoins and catches up
+    """
+    settings = stack_settings()
+    svc = services.service(settings, service)
+    click.echo(f"stopped {svc.name}" if services.stop(settings, svc) else f"{svc.name} was not running")
+
+
+@stack.command("start")
+@click.argument("service")
+def start_one(service: str) -> None:
+    """Start one stopped service and wait until it is healthy (a broker rejoins its cluster)."""
+    settings = stack_settings()
+    svc = services.service(settings, service)
+    seconds = services.start(settings, svc, timeout_s=settings.stack_start_timeout_s)
+    host, port = svc.host_port(settings)
+    click.echo(f"{svc.name} healthy at {host}:{port}  ({seconds:.1f}s)")
 
 
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(as_json: bool) -> None:
     """Show each service, its pid, address, memory and health. Exit 1 unless all are healthy."""
-    rows = services.status(get_settings())
+    rows = services.status(stack_settings())
     if as_json:
         click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
     else:
@@ -65,12 +104,13 @@ def echo_status(rows: list[services.ServiceStatus]) -> None:
 
 
 @stack.command()
-@click.argument("service", type=click.Choice([s.name for s in services.SERVICES]))
+@click.argument("service")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 def logs(service: str, lines: int, follow: bool) -> None:
-    """Show a service's log (broker, registry or warehouse)."""
-    settings = get_settings()
+    """Show a service's log (broker or broker-N, registry, warehouse)."""
+    settings = stack_settings()
+    service = services.service(settings, service).name
     click.echo(services.log_tail(settings, service, lines))
     if follow:
         path = services.log_file(settings, service)

@@ -44,7 +44,7 @@ class Timeline:
 def open_capture(path: Path):
     path = Path(path)
     if not path.exists():
-        raise StreamappError(f"capture file {path} does not exist: pass a file from captures/ or `feed record`")
+        raise StreamappError(f"capture file {path} does not exist: pass a file from streamapp/captures/ or `feed record`")
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 

@@ -265,6 +265,8 @@ class KafkaStore:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
+        from streamapp.clients.kafka import wait_for_leaders
+
         admin = AdminClient(self.settings.kafka_client_config())
         deadline = time.monotonic() + self.settings.stack_start_timeout_s
         while True:
@@ -281,9 +283,11 @@ class KafkaStore:
                 time.sleep(1)
         if self.topic in metadata.topics:
             self._partitions = sorted(metadata.topics[self.topic].partitions) or [0]
+            wait_for_leaders(self.settings, [self.topic], timeout_s=self.settings.stack_start_timeout_s, client=admin)
             return
-        replication = min(self.settings.topic_replication_factor, max(1, len(metadata.brokers)))
-        new = NewTopic(self.topic, num_partitions=1, replication_factor=replication, config={"cleanup.policy": "compact"})
+        replication = min(self.settings.replication_factor, max(1, len(metadata.brokers)))
+        config = {"cleanup.policy": "compact", "min.insync.replicas": str(min(self.settings.min_insync_replicas, replication))}
+        new = NewTopic(self.topic, num_partitions=1, replication_factor=replication, config=config)
         future = admin.create_topics([new])[self.topic]
         try:
             future.result(timeout=30)
@@ -292,6 +296,9 @@ class KafkaStore:
             if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
                 raise StreamappError(f"schema registry: cannot create topic {self.topic}: {exc}") from exc
         self._partitions = [0]
+        # Its leader answers some time after creation returns (later still on a cluster): reading
+        # its end offset before that fails (UNKNOWN_PARTITION, NOT_LEADER_FOR_PARTITION).
+        wait_for_leaders(self.settings, [self.topic], timeout_s=self.settings.stack_start_timeout_s, client=admin)
 
     # -- reading --
     def _tail(self) -> None:

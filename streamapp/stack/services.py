@@ -35,6 +35,8 @@ class Service:
     command: Callable[[Settings], list[str]]
     healthy: Callable[[Settings], bool]
     port_setting: str  # the variable to change when the port is taken
+    quorum: bool = False  # a cluster's node: all are launched before any is waited for
+    env: Callable[[Settings], dict[str, str]] = lambda settings: {}  # its own variables (e.g. ports)
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,16 @@ def _rss_mb(pid: int | None) -> float | None:
     return None
 
 
-def _broker_healthy(settings: Settings) -> bool:
+def _broker_healthy(settings: Settings, node: int = 1) -> bool:
+    """The node answers on its own address and the cluster lists it (registered, not fenced)."""
     from confluent_kafka.admin import AdminClient
 
-    host, port = settings.broker_host_port
+    host, port = settings.stack_broker_host_ports[node - 1]
     if not _port_open(host, port):
         return False
     admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "socket.timeout.ms": 2000})
     try:
-        admin.list_topics(timeout=2)
-        return True
+        return node in admin.list_topics(timeout=2).brokers
     except Exception:  # noqa: BLE001 - any failure means "not yet healthy"
         return False
 
@@ -95,15 +97,19 @@ def streamapp_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "streamapp.cli", *args]
 
 
-SERVICES: tuple[Service, ...] = (
-    Service(
-        name="broker",
-        describe="Apache Kafka (KRaft, single node)",
-        host_port=lambda s: s.broker_host_port,
-        command=kafka.prepare,
-        healthy=_broker_healthy,
-        port_setting="STREAMAPP_KAFKA_BOOTSTRAP_SERVERS",
-    ),
+def _broker(node: int, of: int) -> Service:
+    return Service(
+        name="broker" if of == 1 else f"broker-{node}",
+        describe="Apache Kafka (KRaft, single node)" if of == 1 else f"Apache Kafka (KRaft node {node} of {of})",
+        host_port=lambda s: s.stack_broker_host_ports[node - 1],
+        command=lambda s: kafka.prepare(s, node),
+        healthy=lambda s: _broker_healthy(s, node),
+        port_setting="STREAMAPP_KAFKA_BOOTSTRAP_SERVERS" if node == 1 else "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS (list every node)",
+        quorum=of > 1,
+    )
+
+
+_OTHERS: tuple[Service, ...] = (
     Service(
         name="registry",
         describe="schema registry (Confluent REST API)",
@@ -122,12 +128,41 @@ SERVICES: tuple[Service, ...] = (
     ),
 )
 
+# The one-broker stack (STREAMAPP_STACK_BROKERS=1, the default).
+SERVICES: tuple[Service, ...] = (_broker(1, 1), *_OTHERS)
 
-def service(name: str) -> Service:
-    for svc in SERVICES:
+
+def stack_services(settings: Settings) -> tuple[Service, ...]:
+    """The stack's services in start order: its broker(s), then the registry and the warehouse."""
+    n = settings.stack_brokers
+    return (*(_broker(node, n) for node in range(1, n + 1)), *_OTHERS)
+
+
+def service(settings: Settings, name: str) -> Service:
+    names = []
+    for svc in stack_services(settings):
         if svc.name == name:
             return svc
-    raise StreamappError(f"unknown service {name!r}: choose one of {', '.join(s.name for s in SERVICES)}")
+        names.append(svc.name)
+    raise StreamappError(f"unknown service {name!r}: this stack runs {', '.join(names)} "
+                         f"(STREAMAPP_STACK_BROKERS={settings.stack_brokers})")
+
+
+def sized(settings: Settings, brokers: int) -> Settings:
+    """``settings`` for a stack of ``brokers`` nodes, its clients bootstrapping from all of them."""
+    if brokers == settings.stack_brokers == 1:
+        return settings
+    resized = settings.model_copy(update={"stack_brokers": brokers})
+    return resized.model_copy(update={"kafka_bootstrap_servers": resized.stack_bootstrap_servers})
+
+
+def for_stack(settings: Settings) -> Settings:
+    """``settings`` with the stack's own size when STREAMAPP_STACK_BROKERS was not given: a stack
+    started with ``--brokers 3`` is managed as three nodes by every later ``stack``/``pipeline`` command."""
+    if "stack_brokers" in settings.model_fields_set:
+        return sized(settings, settings.stack_brokers)
+    formatted = kafka.formatted_size(settings)
+    return settings if formatted in (None, settings.stack_brokers) else sized(settings, formatted)
 
 
 def _addr(host_port: tuple[str, int]) -> str:
@@ -183,9 +218,9 @@ def log_tail(settings: Settings, name: str, lines: int = 25) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def status(settings: Settings, which: tuple[Service, ...] = SERVICES) -> list[ServiceStatus]:
+def status(settings: Settings, which: tuple[Service, ...] | None = None) -> list[ServiceStatus]:
     result = []
-    for svc in which:
+    for svc in which if which is not None else stack_services(settings):
         pid = read_pid(settings, svc.name)
         result.append(ServiceStatus(
             name=svc.name, pid=pid, address=_addr(svc.host_port(settings)),
@@ -198,14 +233,15 @@ def status(settings: Settings, which: tuple[Service, ...] = SERVICES) -> list[Se
 def start(settings: Settings, svc: Service, *, timeout_s: float) -> float:
     """Start ``svc`` unless it already runs; wait until healthy. Returns seconds waited."""
     began = time.monotonic()
+    proc = launch(settings, svc)
+    wait_healthy(settings, svc, timeout_s=timeout_s, proc=proc)
+    return time.monotonic() - began
+
+
+def launch(settings: Settings, svc: Service) -> subprocess.Popen | None:
+    """Start ``svc``'s process unless it already runs (then None); do not wait for it."""
     if read_pid(settings, svc.name) is not None:
-        if _wait_healthy(settings, svc, timeout_s):
-            return time.monotonic() - began
-        raise StreamappError(
-            f"{svc.name} is running (pid {read_pid(settings, svc.name)}) but not healthy after {timeout_s:.0f}s; "
-            f"see `streamapp stack logs {svc.name}`, or `streamapp stack down` and up again.\n"
-            f"{log_tail(settings, svc.name)}"
-        )
+        return None
     host, port = svc.host_port(settings)
     if _port_open(host, port):
         raise StreamappError(
@@ -221,22 +257,39 @@ def start(settings: Settings, svc: Service, *, timeout_s: float) -> float:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=_service_env(settings),
+            start_new_session=True, env=_service_env(settings) | svc.env(settings),
         )
     pid_file(settings, svc.name).write_text(str(proc.pid))
+    return proc
+
+
+def wait_healthy(settings: Settings, svc: Service, *, timeout_s: float, proc: subprocess.Popen | None) -> None:
+    """Wait until ``svc`` is healthy; if it does not become so, say why (and stop what we launched)."""
+    host, port = svc.host_port(settings)
+    if proc is None:
+        if _wait_healthy(settings, svc, timeout_s):
+            return
+        raise StreamappError(
+            f"{svc.name} is running (pid {read_pid(settings, svc.name)}) but not healthy after {timeout_s:.0f}s; "
+            f"see `streamapp stack logs {svc.name}`, or `streamapp stack down` and up again.\n"
+            f"{log_tail(settings, svc.name)}"
+        )
     if not _wait_healthy(settings, svc, timeout_s, proc=proc):
         stop(settings, svc)
         raise StreamappError(
             f"{svc.name} ({svc.describe}) did not become healthy within {timeout_s:.0f}s at "
-            f"{host}:{port}; last lines of {logs}:\n{log_tail(settings, svc.name)}"
+            f"{host}:{port}; last lines of {log_file(settings, svc.name)}:\n{log_tail(settings, svc.name)}"
         )
-    return time.monotonic() - began
 
 
 def _service_env(settings: Settings) -> dict[str, str]:
     """The services read the same settings: pass the resolved data dir explicitly."""
     env = dict(os.environ)
     env["STREAMAPP_HOME"] = str(settings.home.resolve())
+    # A cluster's clients bootstrap from every node, so any one may be stopped.
+    env["STREAMAPP_STACK_BROKERS"] = str(settings.stack_brokers)
+    if settings.stack_brokers > 1:
+        env["STREAMAPP_KAFKA_BOOTSTRAP_SERVERS"] = settings.stack_bootstrap_servers
     return env
 
 
@@ -276,14 +329,28 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def up(settings: Settings, which: tuple[Service, ...] = SERVICES, *,
+def up(settings: Settings, which: tuple[Service, ...] | None = None, *,
        on_started: Callable[[Service, float], None] = lambda svc, s: None) -> None:
-    """Start every service in dependency order (the registry needs the broker)."""
-    for svc in which:
-        seconds = start(settings, svc, timeout_s=settings.stack_start_timeout_s)
-        on_started(svc, seconds)
+    """Start every service in dependency order (the registry needs the broker).
+
+    A cluster's nodes are all launched before any is waited for: none is healthy
+    before a majority of the controllers runs.
+    """
+    which = which if which is not None else stack_services(settings)
+    i = 0
+    while i < len(which):
+        group = [which[i]]
+        while which[i].quorum and i + len(group) < len(which) and which[i + len(group)].quorum:
+            group.append(which[i + len(group)])
+        began = time.monotonic()
+        launched = [launch(settings, svc) for svc in group]
+        for svc, proc in zip(group, launched):
+            wait_healthy(settings, svc, timeout_s=settings.stack_start_timeout_s, proc=proc)
+            on_started(svc, time.monotonic() - began)
+        i += len(group)
 
 
-def down(settings: Settings, which: tuple[Service, ...] = SERVICES) -> list[str]:
+def down(settings: Settings, which: tuple[Service, ...] | None = None) -> list[str]:
     """Stop every service, the reverse of start order; the data is kept."""
+    which = which if which is not None else stack_services(settings)
     return [svc.name for svc in reversed(which) if stop(settings, svc)]

@@ -29,14 +29,14 @@ def stack() -> Settings:
     already = {row.name for row in services.status(settings) if row.running}
     services.up(settings)
     yield settings
-    for svc in reversed(services.SERVICES):
+    for svc in reversed(services.stack_services(settings)):
         if svc.name not in already:
             services.stop(settings, svc)
 
 
 @pytest.fixture(scope="session")
 def migrated(stack) -> Settings:
-    """The stack's warehouse with every migration in sql/ applied (`streamapp db migrate`)."""
+    """The stack's warehouse with every migration in streamapp/sql/ applied (`streamapp db migrate`)."""
     client = connect(stack)
     for migration in migrations.pending(client, migrations.discover()):
         migrations.apply(client, stack, migration)

@@ -7,10 +7,12 @@ import uuid
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from streamapp.clients.kafka import wait_for_leaders
 from streamapp.settings import Settings
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    wait_for_leaders(settings, [topic])  # a new topic's leader may not answer yet (NOT_LEADER_FOR_PARTITION)
     consumer = Consumer({**settings.kafka_client_config(), "group.id": f"probe-{uuid.uuid4().hex}"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -30,6 +30,14 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def why_it_died(self) -> str:
+        """For a failure message: the first crash Faust/mode logged ("Crashed reason=…", with its
+        traceback), which a process's shutdown noise pushes out of the log's last lines, and the tail."""
+        text = self.output()
+        crash = text.find("Crashed reason=")
+        first = text[text.rfind("\n", 0, crash) + 1:][:4000] if crash >= 0 else "(no 'Crashed reason' in the log)"
+        return f"{first}\n...\n{text[-2000:]}"
+
     def kill(self) -> None:
         """SIGKILL: a crash, no chance to flush or commit."""
         if self.proc.poll() is None:

@@ -27,7 +27,7 @@ from streamapp.simulator.server import RunningSimulator, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 SPOT = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 KRAKEN = CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
 

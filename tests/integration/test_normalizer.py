@@ -279,7 +279,7 @@ def test_the_worker_rides_out_a_broker_restart_and_normalizes_each_record_once(s
         assert len(positions) == len(frames), "the producer lost records across the restart"
         got = read_from(private, topics.normalized("binance"), {p: 0 for p in range(private.topic_partitions)},
                         until=len(frames), timeout_s=120)
-        assert worker.proc.poll() is None, "the worker died:\n" + worker.output()[-3000:]
+        assert worker.proc.poll() is None, "the worker died:\n" + worker.why_it_died()
     finally:
         worker.stop()
     deserialize = AvroDeserializer(SchemaRegistryClient(stack.schema_registry_config()))

@@ -26,7 +26,7 @@ from tests.integration.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 
-CAPTURE = Path(__file__).resolve().parents[2] / "captures" / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
+CAPTURE = Path(__file__).resolve().parents[2] / "streamapp" / "captures" / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 TRADE_TIME_MS = 1546300800000  # 2019-01-01 00:00 UTC: a window no other test writes for BTC/USDT
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -26,7 +26,7 @@ from tests.cli import invoke
 
 pytestmark = pytest.mark.integration
 
-CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 BINANCE_CAPTURE = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 KRAKEN_CAPTURE = CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
 T0 = 1723161300000  # 2024-08-08T23:55:00Z

@@ -29,7 +29,7 @@ from tests.shared_data import shared_data_file
 
 pytestmark = pytest.mark.integration
 
-CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 SPOT_CAPTURE = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 FUTURES_CAPTURE = CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz"
 KRAKEN_CAPTURE = CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"

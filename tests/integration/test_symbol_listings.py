@@ -28,7 +28,7 @@ from tests.integration.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 
-CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 SPOT = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 KRAKEN = CAPTURES / "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
 NEW = "PENGUUSDT"  # listed by the (simulated) exchange, not in the bundled list

@@ -2,7 +2,7 @@
 
 Spot and futures trade the same symbols with unrelated trade-id sequences; under one
 exchange id a spot trade and a futures trade with the same id would be one trade in
-Silver, and one candle would mix two markets. Real frames from tests/fixtures and captures/.
+Silver, and one candle would mix two markets. Real frames from tests/fixtures and streamapp/captures/.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from records import Trade
-from streamapp import groups, pipeline, tables, topics
+from streamapp import groups, package_data, pipeline, tables, topics
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
 from streamapp.exchanges import BINANCE, BINANCEUSDM, EXCHANGES, KRAKEN
@@ -31,7 +31,7 @@ from streamapp.simulator.capture import load
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-CAPTURES = ROOT / "captures"
+CAPTURES = ROOT / "streamapp" / "captures"
 SPOT_CAPTURE = CAPTURES / "binance_spot_btcusdt_trades_2024-08-08.jsonl.gz"
 FUTURES_CAPTURE = CAPTURES / "binance_usdm_btcusdt_trades_2024-08-08.jsonl.gz"
 FUTURES = (FIXTURES / "binance_usdm_trades.jsonl").read_bytes().splitlines()
@@ -148,14 +148,14 @@ def test_pipeline_up_starts_a_feed_per_exchange_on_its_own_simulator_path_and_me
     assert futures.host_port(settings)[1] == settings.binanceusdm_feed_metrics_port == 9104
     simulator = pipeline.SIMULATOR.command(settings)
     served = {Path(simulator[i + 1]) for i, arg in enumerate(simulator) if arg == "--capture"}
-    assert served == {capture for capture, _symbols in pipeline.SIMULATED.values()}
+    assert served == {package_data.path("captures", name) for name, _symbols in pipeline.SIMULATED.values()}
 
 
 def test_the_bundled_futures_capture_is_binanceusdm_and_spot_is_binance():
     for capture, exchange in ((SPOT_CAPTURE, BINANCE), (FUTURES_CAPTURE, BINANCEUSDM)):
         with gzip.open(capture) as fh:
             assert {orjson.loads(line)["exchange"] for line in fh} == {exchange}, capture
-        assert pipeline.SIMULATED[exchange][0] == capture
+        assert pipeline.SIMULATED[exchange][0] == capture.name
 
 
 def test_the_simulator_loads_spot_and_futures_captures_together_as_two_exchanges():

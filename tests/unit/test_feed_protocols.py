@@ -10,7 +10,7 @@ from streamapp.feeds import binance, kraken
 from streamapp.feeds.frames import Kind
 from streamapp.feeds.handler import protocol_for
 
-DATA = Path(__file__).resolve().parents[2] / "captures"
+DATA = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 
 SPOT = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161300031,"s":"BTCUSDT","t":3735684134,'
         b'"p":"61828.00000000","q":"0.01057000","T":1723161300030,"m":false,"M":true}}')

@@ -1,4 +1,4 @@
-"""sql/ is data: its files parse, fill from settings, and agree with the code's names."""
+"""streamapp/sql/ is data: its files parse, fill from settings, and agree with the code's names."""
 
 from __future__ import annotations
 
@@ -148,3 +148,14 @@ def test_trade_identities_are_recorded_from_silver_and_kept_as_long_as_gold():
     wanted = migrations.wanted_tables(Settings(gold_retention_days=1234), migrations.discover())
     assert wanted[tables.TRADE_IDENTITIES].ttl == "toDateTime(trade_time) + INTERVAL 1234 DAY"
     assert all(wanted[t].ttl == "window_start + INTERVAL 1234 DAY" for t in tables.GOLD_TABLES)
+def test_no_migrations_found_is_an_error_not_up_to_date(tmp_path):
+    with pytest.raises(StreamappError, match=rf"no migrations \(NNNN_name.sql\) found in {tmp_path}"):
+        migrations.discover(tmp_path)
+
+
+def test_missing_package_data_names_the_file_and_the_fix():
+    from streamapp import package_data
+
+    with pytest.raises(StreamappError, match=r"captures/nope.jsonl.gz is missing from the installed streamapp.*pip install"):
+        package_data.path("captures", "nope.jsonl.gz")
+    assert package_data.path("stack", "pom.xml").is_file()

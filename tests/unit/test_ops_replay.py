@@ -15,7 +15,7 @@ from streamapp.ops.replay import (
 )
 from streamapp.ops.timeparse import format_ms, parse_time_ms
 
-CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 
 
 @pytest.mark.parametrize(("text", "ms"), [

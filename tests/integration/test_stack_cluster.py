@@ -1,0 +1,144 @@
+"""A three-broker local stack (`stack up --brokers 3`): replicated topics, and one broker stopped and started.
+
+Its own home and ports; the session's one-broker stack is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from streamapp import topics
+from streamapp.clients.kafka import ensure_topics
+from streamapp.settings import Settings
+from streamapp.stack import services
+from tests.integration.processes import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+
+def free_block(size: int) -> int:
+    """A port p with p .. p+size-1 all free (a cluster's nodes use every second port from p)."""
+    for _ in range(50):
+        base = free_port()
+        ports = range(base, base + size)
+        if base + size < 65535 and all(_free(p) for p in ports):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Cluster:
+    """``streamapp stack …`` as a user runs it, against a stack of its own."""
+
+    def __init__(self, home: Path) -> None:
+        base = free_block(6)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAPP_")} | {
+            "STREAMAPP_HOME": str(home),
+            "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base}",
+            "STREAMAPP_KAFKA_CONTROLLER_PORT": str(base + 1),
+            "STREAMAPP_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}",
+            "STREAMAPP_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}",
+            "STREAMAPP_KAFKA_HEAP": "256m",
+        }
+        self.settings = services.sized(Settings(home=home, kafka_bootstrap_servers=f"127.0.0.1:{base}",
+                                                kafka_controller_port=base + 1), 3)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "streamapp.cli", "stack", *args], env=self.env,
+                                capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+        if check:
+            assert result.returncode == 0, f"stack {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        out = cluster.cli("up", "--brokers", "3").stdout
+        for name in ("broker-1", "broker-2", "broker-3", "registry", "warehouse"):
+            assert f"{name}" in out and "healthy at" in out, out
+        yield cluster
+    finally:
+        cluster.cli("down", check=False)
+
+
+def replicas_and_isr(admin: AdminClient, topic: str) -> list[tuple[int, int]]:
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+    return [(len(p.replicas), len(p.isrs)) for p in partitions]
+
+
+def min_insync(admin: AdminClient, topic: str) -> str:
+    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    return future.result(timeout=10)["min.insync.replicas"].value
+
+
+def test_topics_of_a_three_broker_stack_have_three_replicas_and_min_insync_two(cluster):
+    settings = cluster.settings
+    admin = AdminClient(settings.kafka_client_config())
+    assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3]
+    ensure_topics(settings, topics.PIPELINE_TOPICS)
+    for topic in (*topics.PIPELINE_TOPICS, "_schemas"):
+        assert {rf for rf, _ in replicas_and_isr(admin, topic)} == {3}, topic
+        assert min_insync(admin, topic) == "2", topic
+
+
+def test_a_stopped_broker_keeps_produce_and_consume_working_and_rejoins(cluster):
+    settings = cluster.settings
+    admin = AdminClient(settings.kafka_client_config())
+    topic = f"test.cluster.{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [topic], partitions=3)
+
+    assert cluster.cli("stop", "broker-2").stdout.strip() == "stopped broker-2"
+    status = cluster.cli("status", check=False)
+    assert status.returncode == 1
+    assert [line.split()[-1] for line in status.stdout.splitlines()[1:]] == [
+        "healthy", "stopped", "healthy", "healthy", "healthy"], status.stdout
+
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True, "acks": "all",
+                         "message.timeout.ms": 60_000})
+    sent = [f"v{i}".encode() for i in range(300)]
+    failed = []
+    for i, value in enumerate(sent):
+        producer.produce(topic, value, f"k{i % 7}".encode(), on_delivery=lambda err, msg: err and failed.append(err))
+    assert producer.flush(90) == 0 and failed == [], failed  # acks=all with 2 of 3 in sync: min.insync holds
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": topic, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    received = []
+    deadline = time.monotonic() + 90
+    try:
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            msg = consumer.poll(1)
+            if msg is not None and msg.error() is None:
+                received.append(msg.value())
+        consumer.commit(asynchronous=False)  # the group coordinator works without broker-2 too
+    finally:
+        consumer.close()
+    assert sorted(received) == sorted(sent)
+
+    assert "broker-2 healthy at" in cluster.cli("start", "broker-2").stdout
+    deadline = time.monotonic() + 90
+    while any(isr < 3 for _, isr in replicas_and_isr(admin, topic)):  # it caught up and is back in sync
+        assert time.monotonic() < deadline, f"broker-2 did not rejoin the ISR: {replicas_and_isr(admin, topic)}"
+        time.sleep(0.5)
+    assert cluster.cli("status").returncode == 0
