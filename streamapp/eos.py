@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import faust
@@ -120,7 +120,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._done: dict[Any, int] = {}  # TP -> next offset to commit: every record before it sent in its transaction
         self._committed: dict[Any, int] = {}  # TP -> last offset committed here
         self._partitions: dict[str, list[int]] = {}  # destination topic -> its partitions
-        self._partition_of: dict[tuple[str, bytes | None, int], int] = {}  # murmur2 is pure Python: cache it
+        self._partition_of: dict[tuple[str, bytes | None], int] = {}  # murmur2 is pure Python: cache it
 
     def register_transform(self, topics: Iterable[str], transform: Transform) -> None:
         for topic in topics:
@@ -228,7 +228,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     log.info("%s: rebalance under way; %d partition batches dropped, their owners read them again",
                              transactional_id, len(items))
                     continue
-                await self._send_batched(producer, [record for _, _, records in items for record in records])
+                records = [record for _, _, out in items for record in out]
+                if not await self._while_owned(transactional_id, producer, self._send_batched(producer, records),
+                                               "a batch's send"):
+                    continue
                 # Done right after the sends, under the transaction's lock: a commit takes that lock
                 # before it reads these offsets, so it commits all of this output with them, or neither.
                 for tp, last, _ in items:
@@ -238,6 +241,27 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, _, _ in work:
             inbound[tp] = now
 
+    async def _while_owned(self, transactional_id: str, producer: Any, work: Awaitable[None], what: str) -> bool:
+        """Await ``work`` on ``producer``; False if the producer was stopped meanwhile (its partition revoked).
+
+        Faust stops a revoked partition's producer without taking its lock, and an
+        aiokafka producer stopped under a pending call (waiting for metadata, for room
+        in its accumulator, for the coordinator) never wakes it: watch for the stop
+        instead of waiting forever. The transaction of a stopped producer is aborted
+        when the partition's next owner starts its producer, so what was sent goes with it.
+        """
+        driver = self.transactions.producer
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)  # if it outlives us (dropped, or cancelled on shutdown)
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and driver._transaction_producers.get(transactional_id) is not producer:
+                task.cancel()
+                log.info("%s: producer stopped (partition revoked) during %s; dropped", transactional_id, what)
+                return False
+        task.result()  # an error is a crash: nothing more is acknowledged or committed
+        return True
+
     async def _send_batched(self, producer: Any, records: list[Record]) -> None:
         """Send records as one aiokafka batch per topic-partition (per-record ``send`` costs ~10x more).
 
@@ -246,17 +270,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """
         by_partition: dict[tuple[str, int], list[Record]] = {}
         partition_of = self._partition_of
-        sizes: dict[str, int] = {}
         for record in records:
             topic = record.topic
-            size = sizes.get(topic)
-            if size is None:
-                every = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-                size = sizes[topic] = len(every)
-            partition = partition_of.get((topic, record.key, size))
+            partition = partition_of.get((topic, record.key))
             if partition is None:
-                every = self._partitions[topic]
-                partition = partition_of[(topic, record.key, size)] = _PARTITIONER(record.key, every, every)
+                every = self._partitions.get(topic)
+                if every is None:  # once per process: partitions added later count after a restart
+                    every = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+                partition = partition_of[(topic, record.key)] = _PARTITIONER(record.key, every, every)
             group = by_partition.get((topic, partition))
             if group is None:
                 group = by_partition[(topic, partition)] = []
@@ -265,10 +286,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             batch = producer.create_batch()
             for record in group:
                 if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                    await producer.send_batch(batch, topic, partition=partition)  # full: ship it, start another
+                    delivery = await producer.send_batch(batch, topic, partition=partition)  # full: ship it
+                    delivery.add_done_callback(_retrieve)
                     batch = producer.create_batch()
                     batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
-            await producer.send_batch(batch, topic, partition=partition)
+            delivery = await producer.send_batch(batch, topic, partition=partition)
+            # A failed delivery fails the transaction's commit (a crash, nothing committed);
+            # a fenced producer's deliveries fail too, with nobody left to read them.
+            delivery.add_done_callback(_retrieve)
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """Commit each source partition's done offsets in its own transaction, all transactions at once.
@@ -302,10 +327,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if producer is None or not offsets:
                 return False
             try:
-                await producer.send_offsets_to_transaction(offsets, self.app.conf.id)
-                await producer.commit_transaction()
-                if start_new_transaction:
-                    await producer.begin_transaction()
+                if not await self._while_owned(transactional_id, producer, self._end_transaction(
+                        producer, offsets, start_new_transaction), "a commit"):
+                    return False
             except ProducerFenced as exc:  # another worker owns the partition now: as Faust does, crash
                 log.warning("%s: producer fenced: %s", transactional_id, exc)
                 await self.app.crash(exc)
@@ -313,6 +337,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._committed.update(offsets)
         self.app.monitor.on_tp_commit(offsets)
         return True
+
+    async def _end_transaction(self, producer: Any, offsets: dict, start_new_transaction: bool) -> None:
+        await producer.send_offsets_to_transaction(offsets, self.app.conf.id)
+        await producer.commit_transaction()
+        if start_new_transaction:
+            await producer.begin_transaction()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # Forget what was done on revoked partitions: uncommitted, it is aborted with their
@@ -323,6 +353,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
 _PARTITIONER = DefaultPartitioner()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("%r ended with %r", future, future.exception())
 
 
 def _no_output(records: Sequence[Any]) -> list[Record]:

@@ -43,9 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -55,6 +54,9 @@ from streamapp.clients.kafka import ensure_topics  # noqa: E402
 from streamapp.feeds import headers  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
 from streamapp.stack import services  # noqa: E402
+
+sys.path.insert(0, str(REPO / "ops" / "bench"))
+import passthrough  # noqa: E402
 
 CAPTURES = sorted((REPO / "captures").glob("binance_*_trades_*.jsonl.gz"))
 RAW = topics.raw("binance")
@@ -255,6 +257,9 @@ def main() -> None:
                         help="records for the per-event Faust pass-through (a prefix of the input; it is slow)")
     parser.add_argument("--workers", default="1,2,3", help="worker process counts to run")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="where the JSON and Markdown go")
+    parser.add_argument("--worker-log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="log level of the worker processes (logs under --out)")
+    parser.add_argument("--skip-baselines", action="store_true", help="run only the workers")
     parser.add_argument("--keep-stack", action="store_true", help="leave the stack running afterwards")
     args = parser.parse_args()
     settings = get_settings()
@@ -286,27 +291,26 @@ def run_all(settings: Settings, args: argparse.Namespace) -> None:
     stream_end = {p: min(end[p], start[p] + share) for p in end}
 
     py = sys.executable
-    bench = REPO / "ops" / "bench"
-    timeout = 1800.0
-    runs = [timed(settings, "plain loop", f"bench-plain-{stamp}",
-                  [[py, str(bench / "normalizer.py"), "--group", f"bench-plain-{stamp}", "--target", plain_target,
-                    "--records", str(sum(end[p] - start[p] for p in end))]], start, end, logs, timeout)]
-    print(runs[-1], flush=True)
-    runs.append(timed(settings, "pass-through, batches (eos)", "streamapp-bench-passthrough-batch",
-                      [[py, str(bench / "passthrough.py"), "batch", batch_target, "worker", "-l", "warn",
-                        "--web-port", str(free_port())]], start, end, logs, timeout))
-    print(runs[-1], flush=True)
-    runs.append(timed(settings, "pass-through, Faust events", "streamapp-bench-passthrough-stream",
-                      [[py, str(bench / "passthrough.py"), "stream", stream_target, "worker", "-l", "warn",
-                        "--web-port", str(free_port())]], start, stream_end, logs, timeout))
-    print(runs[-1], flush=True)
+    bench = str(REPO / "ops" / "bench")
+    total = sum(end[p] - start[p] for p in end)
+    plain_group = f"bench-plain-{stamp}"
+    specs = [] if args.skip_baselines else [
+        ("plain loop", plain_group, [[py, f"{bench}/normalizer.py", "--group", plain_group, "--target", plain_target,
+                                      "--records", str(total)]], end),
+        ("pass-through, batches (eos)", passthrough.GROUP["batch"],
+         [[py, f"{bench}/passthrough.py", "batch", batch_target, "worker", "-l", "warn"]], end),
+        ("pass-through, Faust events", passthrough.GROUP["stream"],
+         [[py, f"{bench}/passthrough.py", "stream", stream_target, "worker", "-l", "warn"]], stream_end),
+    ]
     for n in (int(x) for x in args.workers.split(",")):
-        runs.append(timed(settings, f"worker x{n}", groups.NORMALIZER,
-                          [[py, "-m", "streamapp.cli", "worker", "-l", "warning"] for _ in range(n)],
-                          start, end, logs, timeout))
-        print(runs[-1], flush=True)
+        specs.append((f"worker x{n}", groups.NORMALIZER,
+                      [[py, "-m", "streamapp.cli", "worker", "-l", args.worker_log_level]] * n, end))
+    runs = []
+    for name, group, commands, until in specs:
+        runs.append(timed(settings, name, group, commands, start, until, logs, timeout_s=1800.0))
+        print(f"{name}: {runs[-1].rate:,.0f} records/s", flush=True)
 
-    plain = runs[0]
+    plain = runs[0]  # with --skip-baselines, ratios are to the first worker run
     text = table(runs, plain)
     header = (f"Normalizer throughput, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
               f"(load average at the end: {os.getloadavg()[0]:.1f}); {args.records:,} input records on {len(end)} "

@@ -44,9 +44,12 @@ class Producer:
     def create_batch(self) -> Batch:
         return Batch()
 
-    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> None:
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
         await asyncio.sleep(self.send_delay_s)  # on its way to the broker
         self.log.append((self.name, "send", topic, partition, len(batch.records)))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
     async def send_offsets_to_transaction(self, offsets: dict, group_id: str) -> None:
         self.log.append((self.name, "offsets", {tp.partition: o for tp, o in offsets.items()}))
