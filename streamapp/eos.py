@@ -19,23 +19,26 @@ producer per assigned source partition and commits each source partition's
 offsets through it, but ``Topic.send`` picks the producer by the *destination*
 partition (``TransactionManager.send``), so output and offsets land in different
 transactions and a crash duplicates output even for ``read_committed`` readers
-(faust-streaming issues #517, #177; 468 duplicates after one SIGKILL here). This
-module sends each source partition's output through *that* partition's producer,
-and acknowledges the batch's offsets in the same step, holding:
+(faust-streaming issues #517, #177; 468 duplicates after one SIGKILL here). Here:
 
-* the commit guard (:func:`guard_commits`): Faust's commit reads the acknowledged
-  offsets *before* it waits for a transaction's lock, so a commit that began while
-  a batch was being sent would end that transaction with the batch's output but
-  older offsets (90 duplicates after a SIGKILL in one CI run). Every commit
-  (periodic, on rebalance, on stop) waits for the batch in flight first;
-* the transactions' locks (``_trn_locks``), in a fixed order, as Faust's own
-  ``commit_transactions`` does.
+* each source partition's output is sent through *that* partition's producer,
+  holding its transaction's lock (``_trn_locks``), and the partition's offset is
+  marked done before the lock is released;
+* a commit (:meth:`BatchConsumer.force_commit`: periodic, on rebalance, on stop)
+  reads each partition's done offset *under that transaction's lock*, then sends
+  it to the transaction and ends it. Faust's own commit reads every offset first
+  and waits for the locks after, so a batch sent in between was committed with
+  older offsets (90 duplicates after a SIGKILL in one CI run). The transactions
+  end concurrently, not one after the other;
+* a batch fetched before a rebalance, or whose partition's producer is gone or
+  stopped meanwhile (Faust stops a revoked partition's producer without its lock),
+  is dropped unacknowledged: the partition's next owner reads it again from the
+  committed offset, and the stopped producer's open transaction is aborted when
+  that owner starts its own.
 
-The send-and-acknowledge step is shielded from cancellation (the fetcher is
-cancelled on stop), so a commit sees a batch's offsets and all its output, or
-neither. A batch whose partition was revoked meanwhile (a rebalance started, or
-its producer is gone) is dropped unacknowledged: the partition's next owner reads
-it again from the committed offset.
+The send of a batch runs as its own task, so cancelling the fetcher (on stop)
+never splits a send from its offsets; one batch is in flight at a time, so a
+partition's records keep their order.
 
 **Faust's private surface.** faust-streaming is pinned (``setup.cfg``); these are
 all the private names used, listed in :data:`FAUST_PRIVATE_NAMES` and checked
@@ -345,12 +348,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await producer.begin_transaction()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        # Forget what was done on revoked partitions: uncommitted, it is aborted with their
-        # transactions and read again by their next owner (Faust drops its acks the same way).
+        # Faust stops the flow and commits (through force_commit) first, so what was done on the
+        # revoked partitions is committed in their transactions before their producers stop;
+        # only then is it forgotten, and a batch still arriving for them is dropped (new generation).
+        await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self._done.pop(tp, None)
             self._committed.pop(tp, None)
-        await super().on_partitions_revoked(revoked)
+
 
 _PARTITIONER = DefaultPartitioner()
 
