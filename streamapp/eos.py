@@ -72,7 +72,7 @@ FAUST_PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
 )
 # Public Faust methods BatchConsumer overrides (Faust calls them, so their signatures and roles are
 # relied on too): Consumer.force_commit(topics, start_new_transaction) is every commit (periodic,
-# rebalance, stop); Consumer.on_partitions_revoked(revoked) runs before the rebalance's commit.
+# rebalance, stop); Consumer.on_partitions_revoked(revoked) contains the rebalance's commit.
 # Public attributes read: App.consumer_generation_id, Consumer.flow_active, Consumer.transactions,
 # Monitor.stream_inbound_time (Faust's livelock detector), Monitor.on_tp_commit.
 
@@ -262,7 +262,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 task.cancel()
                 log.info("%s: producer stopped (partition revoked) during %s; dropped", transactional_id, what)
                 return False
-        task.result()  # an error is a crash: nothing more is acknowledged or committed
+        try:
+            task.result()
+        except Exception as exc:
+            if driver._transaction_producers.get(transactional_id) is not producer:  # stopped under us
+                log.info("%s: producer stopped (partition revoked) during %s (%r); dropped", transactional_id, what, exc)
+                return False
+            raise  # a crash: nothing more is acknowledged or committed
         return True
 
     async def _send_batched(self, producer: Any, records: list[Record]) -> None:

@@ -13,6 +13,8 @@ import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
+import pytest
+from aiokafka.errors import ProducerClosed
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
@@ -152,6 +154,37 @@ def test_a_revoked_partition_s_batch_is_dropped_and_the_others_are_sent():
 
     log, c = asyncio.run(scenario())
     assert [e[:2] for e in log] == [("g-1-1", "send")] and c._done == {TP(RAW, 1): 20}
+
+
+def test_a_producer_stopped_by_a_rebalance_during_the_send_drops_the_batch_instead_of_crashing():
+    async def scenario() -> BatchConsumer:
+        c, log = consumer()
+        producers = c.transactions.producer._transaction_producers
+
+        class Stopped(Producer):
+            async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+                producers.pop(self.name)  # Faust's stop_transaction pops it, then stops it: sends fail
+                raise ProducerClosed()
+
+        producers["g-1-0"] = Stopped("g-1-0", log)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        return c
+
+    assert asyncio.run(scenario())._done == {}  # not acknowledged: the partition's next owner reads it again
+
+
+def test_a_send_error_on_a_producer_still_owned_is_a_crash():
+    class Failing(Producer):
+        async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+            raise ProducerClosed()
+
+    async def scenario() -> None:
+        c, log = consumer()
+        c.transactions.producer._transaction_producers["g-1-0"] = Failing("g-1-0", log)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+
+    with pytest.raises(ProducerClosed):
+        asyncio.run(scenario())
 
 
 def test_output_goes_to_the_partition_aiokafka_s_send_would_choose():
