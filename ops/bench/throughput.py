@@ -57,8 +57,7 @@ from streamapp.feeds import headers  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
 from streamapp.stack import services  # noqa: E402
 
-sys.path.insert(0, str(REPO / "ops" / "bench"))
-import passthrough  # noqa: E402
+PASSTHROUGH_GROUP = {"batch": "streamapp-bench-passthrough-batch", "stream": "streamapp-bench-passthrough-stream"}
 
 CAPTURES = sorted((REPO / "captures").glob("binance_*_trades_*.jsonl.gz"))
 RAW = topics.raw("binance")
@@ -267,7 +266,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="where the JSON and Markdown go")
     parser.add_argument("--worker-log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="log level of the worker processes (logs under --out)")
-    parser.add_argument("--skip-baselines", action="store_true", help="run only the workers")
+    parser.add_argument("--baselines", default="plain,batch,events",
+                        help="baselines to run before the workers: plain (loop), batch and events (pass-throughs); "
+                             "the plain loop first, as ratios are to the first run")
     parser.add_argument("--keep-stack", action="store_true", help="leave the stack running afterwards")
     args = parser.parse_args()
     settings = get_settings()
@@ -302,14 +303,16 @@ def run_all(settings: Settings, args: argparse.Namespace) -> None:
     bench = str(REPO / "ops" / "bench")
     total = sum(end[p] - start[p] for p in end)
     plain_group = f"bench-plain-{stamp}"
-    specs = [] if args.skip_baselines else [
+    specs = [
         ("plain loop", plain_group, [[py, f"{bench}/normalizer.py", "--group", plain_group, "--target", plain_target,
                                       "--records", str(total)]], end),
-        ("pass-through, batches (eos)", passthrough.GROUP["batch"],
+        ("pass-through, batches (eos)", PASSTHROUGH_GROUP["batch"],
          [[py, f"{bench}/passthrough.py", "batch", batch_target, "worker", "-l", "warn"]], end),
-        ("pass-through, Faust events", passthrough.GROUP["stream"],
+        ("pass-through, Faust events", PASSTHROUGH_GROUP["stream"],
          [[py, f"{bench}/passthrough.py", "stream", stream_target, "worker", "-l", "warn"]], stream_end),
     ]
+    wanted = {"plain loop": "plain", "pass-through, batches (eos)": "batch", "pass-through, Faust events": "events"}
+    specs = [spec for spec in specs if wanted[spec[0]] in args.baselines.split(",")]
     for n in (int(x) for x in args.workers.split(",")):
         specs.append((f"worker x{n}", groups.NORMALIZER,
                       [[py, "-m", "streamapp.cli", "worker", "-l", args.worker_log_level]] * n, end))
@@ -318,7 +321,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> None:
         runs.append(timed(settings, name, group, commands, start, until, logs, timeout_s=1800.0))
         print(f"{name}: {runs[-1].rate:,.0f} records/s", flush=True)
 
-    plain = runs[0]  # with --skip-baselines, ratios are to the first worker run
+    plain = runs[0]  # without the plain loop (--baselines), ratios are to the first run
     text = table(runs, plain)
     header = (f"Normalizer throughput, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
               f"(load average at the end: {os.getloadavg()[0]:.1f}); {args.records:,} input records on {len(end)} "
