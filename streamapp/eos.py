@@ -266,7 +266,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             task.result()
         except Exception as exc:
             if driver._transaction_producers.get(transactional_id) is not producer:  # stopped under us
-                log.info("%s: producer stopped (partition revoked) during %s (%r); dropped", transactional_id, what, exc)
+                log.info("%s: producer stopped (partition revoked) during %s (%r); dropped",
+                         transactional_id, what, exc)
                 return False
             raise  # a crash: nothing more is acknowledged or committed
         return True

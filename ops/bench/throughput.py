@@ -120,7 +120,8 @@ def build_input(records: int) -> list[list[bytes]]:
     return copies
 
 
-def produce_input(settings: Settings, copies: list[list[bytes]], partitions: int) -> tuple[dict[int, int], dict[int, int]]:
+def produce_input(settings: Settings, copies: list[list[bytes]],
+                  partitions: int) -> tuple[dict[int, int], dict[int, int]]:
     """Write the copies to the raw topic, copy k to partition k mod ``partitions``; (start, end) offsets."""
     start = end_offsets(settings, RAW)
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 50, "compression.type": "lz4",
