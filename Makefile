@@ -12,7 +12,17 @@ TEST_ENV = STREAMAPP_HOME=$(TEST_HOME) \
 	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8081 \
 	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8123
 
-.PHONY: install demo test unit down
+# `make bench` starts its own stack too (.stack-bench/, ports 29092/28081), so it never
+# touches yours or the tests'; BENCH_ARGS go to ops/bench/throughput.py (see its --help).
+BENCH_HOME ?= $(CURDIR)/.stack-bench
+BENCH_PORT_PREFIX ?= 2
+BENCH_ENV = STREAMAPP_HOME=$(BENCH_HOME) \
+	STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BENCH_PORT_PREFIX)9092 \
+	STREAMAPP_KAFKA_CONTROLLER_PORT=$(BENCH_PORT_PREFIX)9093 \
+	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8081 \
+	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8123
+
+.PHONY: install demo test unit bench down
 
 install:
 	PYTHON=$(PYTHON) ops/scripts/install.sh
@@ -25,6 +35,9 @@ test: install
 
 unit: install
 	$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+bench: install
+	$(BENCH_ENV) PYTHONPATH=$(CURDIR) $(PYTHON) ops/bench/throughput.py $(BENCH_ARGS)
 
 down:
 	streamapp pipeline down

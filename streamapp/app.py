@@ -18,15 +18,22 @@ import faust
 from prometheus_client import Gauge, start_http_server
 
 from streamapp import groups
+from streamapp.eos import App
 from streamapp.settings import get_settings
 
 AGENT_MODULES = ["agents.normalizer"]
 
-app = faust.App(groups.NORMALIZER, autodiscover=AGENT_MODULES, origin="streamapp")
+# eos.App: Faust with a batch drain loop; every agent consumes through eos.process_batches.
+app = App(groups.NORMALIZER, autodiscover=AGENT_MODULES, origin="streamapp")
 
 
 @app.on_configured.connect
 def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
+    configure(conf)
+
+
+def configure(conf: Any) -> None:
+    """The worker's Faust settings from ours (also used by the pass-through apps of ops/bench)."""
     settings = get_settings()
     conf.broker = [f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)

@@ -1,62 +1,210 @@
-"""streamapp.eos.guard_commits: a commit that starts while a batch is in flight reads the batch's offsets.
+"""streamapp.eos: a batch's output and its offsets end up in the same transaction, and commits run concurrently.
 
-The consumer here is a stand-in with Faust's shape (``force_commit`` reads the
-acknowledged offset first, then waits for the transaction); the thing under test
-is the guard, which must hold back the read until the batch is sent and acked.
-The whole path with Faust, the broker and a SIGKILL is
+The consumer here is a real :class:`streamapp.eos.BatchConsumer` built without
+Faust's start-up; its Faust collaborators (transaction manager, transactional
+producers) are stand-ins with aiokafka's shape that record what they are asked
+to do. The whole path with Faust, the broker and a SIGKILL is
 tests/integration/test_normalizer.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
 
-from streamapp.eos import guard_commits
+import pytest
+from aiokafka.errors import ProducerClosed
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
+
+from streamapp.dispatch import Outgoing
+from streamapp.eos import FAUST_PRIVATE_NAMES, BatchConsumer
+
+RAW = "market.crypto.trades.binance.raw"
+OUT = "market.crypto.trades.binance.normalized"
 
 
-class Consumer:
+class Batch:
     def __init__(self) -> None:
-        self.acked = 0
-        self.transaction_lock = asyncio.Lock()
-        self.committed: list[int] = []
+        self.records: list = []
 
-    async def force_commit(self) -> bool:
-        offset = self.acked  # Faust reads the acknowledged offsets first ...
-        async with self.transaction_lock:  # ... then waits for the transaction
-            self.committed.append(offset)
-        return True
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None, headers: list) -> object:
+        self.records.append((key, value, headers))
+        return object()  # aiokafka returns metadata, or None when the batch is full
 
 
-async def a_commit_during_a_batch(guarded: bool) -> list[int]:
-    consumer = Consumer()
-    output_lock = guard_commits(consumer) if guarded else asyncio.Lock()
-    sending = asyncio.Event()
+class Producer:
+    """An AIOKafkaProducer stand-in for one transactional id; ``log`` is shared by all of them."""
 
-    async def batch() -> None:
-        async with output_lock, consumer.transaction_lock:
-            sending.set()
-            await asyncio.sleep(0.01)  # records on their way to the broker
-        consumer.acked = 100  # acknowledged right after, no await in between
+    def __init__(self, name: str, log: list, send_delay_s: float = 0.0) -> None:
+        self.name, self.log, self.send_delay_s = name, log, send_delay_s
 
-    task = asyncio.create_task(batch())
-    await sending.wait()
-    await consumer.force_commit()
-    await task
-    return consumer.committed
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> Batch:
+        return Batch()
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+        await asyncio.sleep(self.send_delay_s)  # on its way to the broker
+        self.log.append((self.name, "send", topic, partition, len(batch.records)))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    async def send_offsets_to_transaction(self, offsets: dict, group_id: str) -> None:
+        self.log.append((self.name, "offsets", {tp.partition: o for tp, o in offsets.items()}))
+
+    async def commit_transaction(self) -> None:
+        Producer.in_flight += 1
+        Producer.most_in_flight = max(Producer.most_in_flight, Producer.in_flight)
+        await asyncio.sleep(0.01)
+        Producer.in_flight -= 1
+        self.log.append((self.name, "commit"))
+
+    async def begin_transaction(self) -> None:
+        self.log.append((self.name, "begin"))
+
+    in_flight = 0
+    most_in_flight = 0
 
 
-def test_unguarded_the_commit_ends_the_transaction_with_stale_offsets():
-    # The failure the guard exists for: output of offsets < 100 committed with offset 0.
-    assert asyncio.run(a_commit_during_a_batch(guarded=False)) == [0]
+def consumer(partitions: int = 3, send_delay_s: float = 0.0) -> tuple[BatchConsumer, list]:
+    log: list = []
+    tids = {p: f"g-1-{p}" for p in range(partitions)}
+    driver = SimpleNamespace(
+        _trn_locks=defaultdict(asyncio.Lock),
+        _transaction_producers={tid: Producer(tid, log, send_delay_s) for tid in tids.values()},
+    )
+    c = object.__new__(BatchConsumer)  # no Faust start-up: only what these methods use
+    c.app = SimpleNamespace(
+        consumer_generation_id=1, conf=SimpleNamespace(id="g"),
+        monitor=SimpleNamespace(stream_inbound_time={}, on_tp_commit=lambda offsets: None),
+    )
+    c.transactions = SimpleNamespace(
+        producer=driver, _tps_to_transactional_ids=lambda tps: {tids[tp.partition] for tp in tps},
+    )
+    c.flow_active = True
+    c.assignment = lambda: {TP(RAW, p) for p in range(partitions)}
+    c._done, c._committed, c._partitions, c._partition_of = {}, {}, {}, {}
+    return c, log
 
 
-def test_guarded_the_commit_waits_for_the_batch_and_its_acks():
-    assert asyncio.run(a_commit_during_a_batch(guarded=True)) == [100]
+def trades(n: int) -> list[Outgoing]:
+    return [Outgoing(OUT, b"BTC/USDT", b"avro", []) for _ in range(n)]
 
 
-def test_the_guard_is_installed_once():
-    consumer = Consumer()
-    original = consumer.force_commit
-    lock = guard_commits(consumer)
-    wrapped = consumer.force_commit
-    assert guard_commits(consumer) is lock and consumer.force_commit is wrapped and wrapped is not original
+def test_a_commit_that_starts_while_a_batch_is_sent_commits_the_batch_offsets_with_its_output():
+    async def scenario() -> list:
+        c, log = consumer(send_delay_s=0.02)
+        await c._send_and_ack([(TP(RAW, 0), 49, trades(50))], generation=1)
+        await c.force_commit()
+        del log[:]
+        batch = asyncio.ensure_future(c._send_and_ack([(TP(RAW, 0), 99, trades(50))], generation=1))
+        await asyncio.sleep(0.005)  # the batch holds its transaction's lock, its records in flight
+        assert log == []
+        await c.force_commit()
+        await batch
+        return log
+
+    log = asyncio.run(scenario())
+    # Faust's own commit reads the offsets (50) before it waits for the lock, and would commit
+    # the second batch's records with them: duplicates after a crash.
+    assert log == [("g-1-0", "send", OUT, DefaultPartitioner()(b"BTC/USDT", [0, 1, 2], [0, 1, 2]), 50),
+                   ("g-1-0", "offsets", {0: 100}), ("g-1-0", "commit"), ("g-1-0", "begin")]
+
+
+def test_each_source_partition_commits_in_its_own_transaction_and_all_at_once():
+    async def scenario() -> tuple[list, BatchConsumer]:
+        c, log = consumer()
+        await c._send_and_ack([(TP(RAW, p), 10 * p + 9, trades(2)) for p in range(3)], generation=1)
+        Producer.in_flight = Producer.most_in_flight = 0
+        assert await c.force_commit() is True
+        assert await c.force_commit() is False  # nothing new: no empty transactions
+        return log, c
+
+    log, c = asyncio.run(scenario())
+    assert sorted(e for e in log if e[1] == "offsets") == [
+        ("g-1-0", "offsets", {0: 10}), ("g-1-1", "offsets", {1: 20}), ("g-1-2", "offsets", {2: 30}),
+    ]
+    assert Producer.most_in_flight == 3  # concurrent, not one round trip after the other
+    assert c._committed == {TP(RAW, 0): 10, TP(RAW, 1): 20, TP(RAW, 2): 30}
+
+
+def test_a_batch_fetched_before_a_rebalance_is_dropped_unacknowledged():
+    async def scenario() -> tuple[list, BatchConsumer]:
+        c, log = consumer()
+        c.app.consumer_generation_id = 2  # a rebalance happened after the fetch of generation 1
+        await c._send_and_ack([(TP(RAW, 0), 99, trades(100))], generation=1)
+        await c.force_commit()
+        return log, c
+
+    log, c = asyncio.run(scenario())
+    assert log == [] and c._done == {}  # its partition's owner reads it again from the committed offset
+
+
+def test_a_revoked_partition_s_batch_is_dropped_and_the_others_are_sent():
+    async def scenario() -> tuple[list, BatchConsumer]:
+        c, log = consumer()
+        c.assignment = lambda: {TP(RAW, 1)}
+        c.transactions.producer._transaction_producers.pop("g-1-0")
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1)), (TP(RAW, 1), 19, trades(1))], generation=1)
+        return log, c
+
+    log, c = asyncio.run(scenario())
+    assert [e[:2] for e in log] == [("g-1-1", "send")] and c._done == {TP(RAW, 1): 20}
+
+
+def test_a_producer_stopped_by_a_rebalance_during_the_send_drops_the_batch_instead_of_crashing():
+    async def scenario() -> BatchConsumer:
+        c, log = consumer()
+        producers = c.transactions.producer._transaction_producers
+
+        class Stopped(Producer):
+            async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+                producers.pop(self.name)  # Faust's stop_transaction pops it, then stops it: sends fail
+                raise ProducerClosed()
+
+        producers["g-1-0"] = Stopped("g-1-0", log)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        return c
+
+    assert asyncio.run(scenario())._done == {}  # not acknowledged: the partition's next owner reads it again
+
+
+def test_a_send_error_on_a_producer_still_owned_is_a_crash():
+    class Failing(Producer):
+        async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+            raise ProducerClosed()
+
+    async def scenario() -> None:
+        c, log = consumer()
+        c.transactions.producer._transaction_producers["g-1-0"] = Failing("g-1-0", log)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+
+    with pytest.raises(ProducerClosed):
+        asyncio.run(scenario())
+
+
+def test_output_goes_to_the_partition_aiokafka_s_send_would_choose():
+    async def scenario() -> list:
+        c, log = consumer()
+        keys = [b"BTC/USDT", b"ETH/USDT", b"SOL/USDT", b"DOGE/USDT"]
+        await c._send_and_ack([(TP(RAW, 0), 3, [Outgoing(OUT, k, b"v", []) for k in keys])], generation=1)
+        return log
+
+    log = asyncio.run(scenario())
+    every = [0, 1, 2]
+    expected = defaultdict(int)
+    for key in [b"BTC/USDT", b"ETH/USDT", b"SOL/USDT", b"DOGE/USDT"]:
+        expected[DefaultPartitioner()(key, every, every)] += 1
+    assert {e[3]: e[4] for e in log} == dict(expected)
+
+
+def test_every_private_faust_name_eos_relies_on_exists_in_the_installed_faust():
+    def declared(cls: type, name: str) -> bool:
+        return hasattr(cls, name) or any(name in getattr(k, "__annotations__", {}) for k in cls.__mro__)
+
+    missing = [f"{cls.__qualname__}.{name}" for cls, name in FAUST_PRIVATE_NAMES if not declared(cls, name)]
+    assert missing == []
