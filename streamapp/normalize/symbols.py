@@ -58,11 +58,6 @@ DEFAULT_KRAKEN_SYMBOLS: tuple[str, ...] = (
     "MATIC/GBP",
 )  # fmt: skip
 
-# USDⓈ-M futures perpetuals the bundled fallback knows (for the exchange id ``binanceusdm``).
-DEFAULT_BINANCEUSDM_SYMBOLS: tuple[str, ...] = (
-    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT", "BTCUSDC", "ETHUSDC",
-)  # fmt: skip
-
 # Asset codes: upper-case letters and digits (1000SATS), and Kraken's staked assets' dot (ETH2.S).
 _ASSET = re.compile(r"[A-Z0-9][A-Z0-9.]{0,19}")
 

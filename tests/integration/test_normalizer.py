@@ -44,7 +44,7 @@ def expected_binance(frame: bytes, received: int, partition: int, offset: int) -
     """What the normalized record must hold, computed here from the frame independently."""
     data = orjson.loads(frame)["data"]
     return {
-        "exchange": "binance", "symbol": "BTC/USDT", "exchange_symbol": data["s"], "trade_id": str(data["t"]),
+        "exchange": "binanceusdm", "symbol": "BTC/USDT", "exchange_symbol": data["s"], "trade_id": str(data["t"]),
         "trade_seq": data["t"], "price": Decimal(data["p"]), "quantity": Decimal(data["q"]),
         "side": "sell" if data["m"] else "buy", "trade_time": _utc(data["T"] * 1000),
         "event_time": _utc(data["E"] * 1000), "receive_time": _utc(received),
@@ -102,9 +102,9 @@ def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_top
     settings = pipeline_topics
     now = time.time_ns() // 1000
     starts = {t: end_offsets(settings, t) for t in
-              (topics.normalized("binance"), topics.normalized("kraken"), topics.DLQ)}
+              (topics.normalized("binanceusdm"), topics.normalized("kraken"), topics.DLQ)}
 
-    binance_positions = produce(settings, topics.raw("binance"),
+    binance_positions = produce(settings, topics.raw("binanceusdm"),
                                 [(b"BTCUSDT", frame, received_header(now + i)) for i, frame in enumerate(BINANCE_FRAMES)])
     kraken_positions = produce(settings, topics.raw("kraken"),
                                [(b"BTC/USD", frame, received_header(now)) for frame in KRAKEN_FRAMES])
@@ -115,13 +115,13 @@ def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_top
         (b"BTCUSDT", BINANCE_FRAMES[0].replace(b'"q":"0.002",', b""), received_header(now), "missing_field"),
         (b"BTCUSDT", BINANCE_FRAMES[0], [(raw_headers.RECEIVE_TIME_US, b"soon")], "missing_field"),  # broken header
     ]
-    bad_positions = produce(settings, topics.raw("binance"), [(k, v, h) for k, v, h, _ in bad])
+    bad_positions = produce(settings, topics.raw("binanceusdm"), [(k, v, h) for k, v, h, _ in bad])
 
     worker = start_worker(tmp_path, "worker")
     try:
         kraken_expected = [e for frame, (p, o) in zip(KRAKEN_FRAMES, kraken_positions)
                            for e in expected_kraken(frame, now, p, o)]
-        got_binance = read_from(settings, topics.normalized("binance"), starts[topics.normalized("binance")],
+        got_binance = read_from(settings, topics.normalized("binanceusdm"), starts[topics.normalized("binanceusdm")],
                                 until=len(BINANCE_FRAMES), timeout_s=90)
         got_kraken = read_from(settings, topics.normalized("kraken"), starts[topics.normalized("kraken")],
                                until=len(kraken_expected), timeout_s=30)
@@ -154,7 +154,7 @@ def test_raw_frames_become_avro_trades_and_bad_frames_go_to_the_dlq(pipeline_top
         headers = dict(msg.headers())
         assert (msg.key(), msg.value()) == (key, value)  # unchanged
         assert headers[ERROR_CODE] == code.encode()
-        assert headers[SOURCE_TOPIC] == topics.raw("binance").encode()
+        assert headers[SOURCE_TOPIC] == topics.raw("binanceusdm").encode()
         assert headers[SOURCE_PARTITION] == str(partition).encode()
 
 
@@ -171,13 +171,13 @@ def test_a_raw_record_from_another_producer_is_normalized_with_its_kafka_timesta
         pipeline_topics, tmp_path):
     """kcat, Kafka Connect & co. write no streamapp headers: a plain confluent-kafka producer here."""
     settings = pipeline_topics
-    target = topics.normalized("binance")
+    target = topics.normalized("binanceusdm")
     start = end_offsets(settings, target)
     stamp_ms = time.time_ns() // 1_000_000 - 60_000
     producer = Producer(settings.kafka_client_config())
     positions: list = []
     for i, frame in enumerate(BINANCE_FRAMES):
-        producer.produce(topics.raw("binance"), frame, b"BTCUSDT", timestamp=stamp_ms + i,
+        producer.produce(topics.raw("binanceusdm"), frame, b"BTCUSDT", timestamp=stamp_ms + i,
                          on_delivery=lambda err, msg: positions.append((msg.partition(), msg.offset(), msg.timestamp())))
     assert producer.flush(30) == 0
     assert all(ts == (1, stamp_ms + i) for i, (_, _, ts) in enumerate(sorted(positions, key=lambda p: p[2][1])))
@@ -187,7 +187,7 @@ def test_a_raw_record_from_another_producer_is_normalized_with_its_kafka_timesta
         "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(metrics_port)})
     try:
         got = read_from(settings, target, start, until=len(BINANCE_FRAMES), timeout_s=120)
-        counted = scrape(metrics_port, 'streamapp_normalizer_no_receive_header_total{exchange="binance"}')
+        counted = scrape(metrics_port, 'streamapp_normalizer_no_receive_header_total{exchange="binanceusdm"}')
     finally:
         worker.stop()
     deserialize = AvroDeserializer(SchemaRegistryClient(settings.schema_registry_config()))
@@ -208,10 +208,10 @@ def test_a_worker_killed_mid_stream_and_restarted_yields_each_trade_once(pipelin
     # that window stay comparable with the official futures klines (tests/integration/test_pipeline.py).
     frames = shared_data_file("binance", "binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl").read_bytes()
     frames = frames.splitlines() * 2
-    target = topics.normalized("binance")
+    target = topics.normalized("binanceusdm")
     start = end_offsets(settings, target)
     now = time.time_ns() // 1000
-    positions = produce(settings, topics.raw("binance"), [(b"BTCUSDT", f, received_header(now)) for f in frames])
+    positions = produce(settings, topics.raw("binanceusdm"), [(b"BTCUSDT", f, received_header(now)) for f in frames])
 
     first = start_worker(tmp_path, "first")
     try:
@@ -260,7 +260,7 @@ def test_the_worker_rides_out_a_broker_restart_and_normalizes_each_record_once(s
 
     def produce_slowly(batch: list[bytes]) -> None:
         for frame in batch:
-            producer.produce(topics.raw("binance"), frame, b"BTCUSDT", headers=received_header(time.time_ns() // 1000),
+            producer.produce(topics.raw("binanceusdm"), frame, b"BTCUSDT", headers=received_header(time.time_ns() // 1000),
                              on_delivery=lambda err, msg: positions.append((msg.partition(), msg.offset()))
                              if err is None else None)
             producer.poll(0)
@@ -270,14 +270,14 @@ def test_the_worker_rides_out_a_broker_restart_and_normalizes_each_record_once(s
     try:
         produce_slowly(frames[:1000])
         # The worker is normalizing: now take the broker away while records keep coming.
-        assert read_from(private, topics.normalized("binance"), {p: 0 for p in range(private.topic_partitions)},
+        assert read_from(private, topics.normalized("binanceusdm"), {p: 0 for p in range(private.topic_partitions)},
                          until=1, timeout_s=60), "the worker produced nothing before the outage"
         outage.start()
         produce_slowly(frames[1000:])
         outage.join()
         assert producer.flush(120) == 0
         assert len(positions) == len(frames), "the producer lost records across the restart"
-        got = read_from(private, topics.normalized("binance"), {p: 0 for p in range(private.topic_partitions)},
+        got = read_from(private, topics.normalized("binanceusdm"), {p: 0 for p in range(private.topic_partitions)},
                         until=len(frames), timeout_s=120)
         assert worker.proc.poll() is None, "the worker died:\n" + worker.why_it_died()
     finally:

@@ -30,7 +30,7 @@ from tests.shared_data import shared_data_file
 
 pytestmark = pytest.mark.integration
 
-RAW = topics.raw("binance")
+RAW = topics.raw("binanceusdm")
 
 
 def assignment(settings) -> dict[int, set[int]]:
@@ -102,7 +102,7 @@ def test_a_fleet_worker_killed_mid_stream_hands_over_and_each_record_is_normaliz
     # official-kline comparison in test_pipeline.py is unaffected.
     frames = shared_data_file("binance", "binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl").read_bytes()
     frames = frames.splitlines() * 2
-    target = topics.normalized("binance")
+    target = topics.normalized("binanceusdm")
     start = end_offsets(settings, target)
     partitions = sorted(end_offsets(settings, RAW))
 

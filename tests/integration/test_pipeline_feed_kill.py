@@ -86,18 +86,21 @@ def test_a_feed_killed_and_restarted_mid_stream_gets_every_trade_into_silver_exa
     processes = [Process(["worker"], tmp_path / "worker.log", env={
         "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port()),
         "STREAMAPP_BINANCE_SYMBOLS": symbol})]
+    # The simulator lists only its capture's symbols, and the feed may start before it listens:
+    # the fresh symbol is accepted on top of whichever list the feed gets.
+    feed_env = {"STREAMAPP_BINANCE_SYMBOLS": symbol}
     feed_args = ["feed", "run", "--exchange", "binance", "--symbols", symbol, "--metrics-port", "0",
-                 "--url", f"ws://127.0.0.1:{port}/stream", "--backfill-url", f"http://127.0.0.1:{port}"]
+                 "--url", f"ws://127.0.0.1:{port}/stream", "--rest-url", f"http://127.0.0.1:{port}"]
     try:
         processes.append(Process(["exchange", "serve", "--capture", str(capture), "--speed", str(SPEED), "--live",
                                   "--port", str(port)], tmp_path / "simulator.log"))
-        feed = Process(feed_args, tmp_path / "feed-1.log")
+        feed = Process(feed_args, tmp_path / "feed-1.log", env=feed_env)
         processes.append(feed)
         assert wait_for(lambda: len(counts()) >= 200, 90), feed.output()[-3000:]
         feed.kill()  # SIGKILL: whatever its producer still buffered is lost with it
         killed_at = time.monotonic()
         time.sleep(3.0)  # the exchange goes on: ~430 trades sent to nobody
-        restarted = Process(feed_args, tmp_path / "feed-2.log")
+        restarted = Process(feed_args, tmp_path / "feed-2.log", env=feed_env)
         down_s = time.monotonic() - killed_at
         processes.append(restarted)
         complete = wait_for(lambda: len(counts()) >= len(ids), 150)
