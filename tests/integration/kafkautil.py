@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -21,9 +22,11 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def read_from(settings: Settings, topic: str, start: dict[int, int], *, until: int, timeout_s: float,
-              isolation: str = "read_committed") -> list[Message]:
-    """Records after ``start`` (partition -> offset), until ``until`` arrived or ``timeout_s`` passed."""
+def read_from(settings: Settings, topic: str, start: dict[int, int], *, until: int | Callable[[list[Message]], bool],
+              timeout_s: float, isolation: str = "read_committed") -> list[Message]:
+    """Records after ``start`` (partition -> offset), until ``until`` arrived (a count, or a predicate on
+    the records read so far: other tests share the topics) or ``timeout_s`` passed."""
+    done = until if callable(until) else (lambda records: len(records) >= until)
     consumer = Consumer({
         **settings.kafka_client_config(), "group.id": f"probe-{uuid.uuid4().hex}",
         "enable.auto.commit": False, "isolation.level": isolation,
@@ -32,7 +35,7 @@ def read_from(settings: Settings, topic: str, start: dict[int, int], *, until: i
     records: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while len(records) < until and time.monotonic() < deadline:
+        while not done(records) and time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() is None:
                     records.append(msg)

@@ -107,7 +107,15 @@ def test_the_futures_feed_speaks_spots_protocol_on_the_futures_hosts():
     assert futures_feed.backfill_page(FAPI_DOCS)[0][0][0] == 28457
 
 
-def test_futures_urls_and_symbols_are_settings_of_their_own(monkeypatch):
+@pytest.fixture
+def defaults(monkeypatch):
+    """No STREAMAPP_* URL from the environment (a developer's, or the integration tests' in the same run)."""
+    for exchange in EXCHANGES:
+        for kind in ("WS", "REST"):
+            monkeypatch.delenv(f"STREAMAPP_{exchange.upper()}_{kind}_URL", raising=False)
+
+
+def test_futures_urls_and_symbols_are_settings_of_their_own(defaults, monkeypatch):
     assert Settings().feed_ws_url(BINANCEUSDM) == "wss://fstream.binance.com/stream"
     assert Settings().feed_rest_url(BINANCEUSDM) == "https://fapi.binance.com"
     monkeypatch.setenv("STREAMAPP_BINANCEUSDM_WS_URL", "ws://sim:9200/fstream/stream")
@@ -120,7 +128,7 @@ def test_futures_urls_and_symbols_are_settings_of_their_own(monkeypatch):
     assert settings.feed_ws_url(BINANCE) == "wss://stream.binance.com:9443/stream"  # spot's own
 
 
-def test_every_exchange_has_its_topics_tables_group_feed_and_settings():
+def test_every_exchange_has_its_topics_tables_group_feed_and_settings(defaults):
     assert EXCHANGES == ("binance", "binanceusdm", "kraken")
     settings = Settings()
     for exchange in EXCHANGES:
