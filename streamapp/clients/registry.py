@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from schema_registry.client import AsyncSchemaRegistryClient, SchemaRegistryClient, schema as sr_schema
+from schema_registry.client import AsyncSchemaRegistryClient, schema as sr_schema
 from schema_registry.client.errors import ClientError
 
 import records
@@ -41,6 +41,3 @@ async def register_trade_schema(settings: Settings, topic: str) -> int:
             "is it running (`streamapp stack status`)?"
         ) from exc
 
-
-def sync_client(settings: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient(**_client_kwargs(settings))
