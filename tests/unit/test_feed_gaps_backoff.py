@@ -5,7 +5,7 @@ import random
 import pytest
 
 from streamapp.feeds.gaps import Gap, GapTracker
-from streamapp.feeds.record import capture_line
+from streamapp.simulator.capture import capture_line
 from streamapp.feeds.transport import backoff_delay, spread
 
 
