@@ -432,8 +432,14 @@ def _missing_fields(reader: Any, writer: Any, path: str) -> list[Incompatibility
             " and is missing in the writer's",
         )
         for i, field in enumerate(reader.fields)
-        if lookup_writer_field(writer, field) is None and not field.has_default
+        if lookup_writer_field(writer, field) is None and not field.has_default and not _enum_with_default(field.type)
     ]
+
+
+def _enum_with_default(schema: Any) -> bool:
+    """A missing field of such a type is checked as its enum against the writer's record (the library
+    does as Java Avro's SchemaCompatibility), not reported as a missing default."""
+    return schema.type == "enum" and bool(schema.props.get("default"))
 
 
 def _logical(r: Any, w: Any, path: str) -> list[Incompatibility]:
