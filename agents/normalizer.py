@@ -9,6 +9,7 @@ loses and duplicates nothing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from types import ModuleType
@@ -16,6 +17,7 @@ from typing import Any
 
 from streamapp import topics
 from streamapp.app import app
+from streamapp.backoff import backoff_delay
 from streamapp.clients import listings
 from streamapp.clients.registry import register_trade_schema
 from streamapp.codecs.avro import TradeAvroCodec
@@ -47,14 +49,13 @@ async def _dispatcher(exchange: str, parsers: ModuleType) -> Dispatcher:
 
 async def _registered_schema_id(settings: Any, topic: str) -> int:
     """Register the schema, waiting out a registry that is down (the agent must not die of it)."""
-    delay = 1.0
-    while True:
+    for attempt in itertools.count():
         try:
             return await register_trade_schema(settings, topic)
         except StreamappError as exc:
+            delay = backoff_delay(attempt, 1.0, REGISTRY_RETRY_MAX_S, jitter=False)
             log.error("%s; retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
 
 
 def _timestamp_ms(record: Any) -> int | None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import orjson
 
+from streamapp.simulator.capture import capture_line
+
 ROOT = Path(__file__).resolve().parents[2]
 # capture -> (source, exchange id): spot is "binance", USDⓈ-M futures "binanceusdm" (ccxt's ids).
 BINANCE_FILES = {
@@ -35,10 +37,6 @@ KRAKEN_OUT = "kraken_v2_trades_converted_from_v1_2021-04.jsonl.gz"
 V2_ASSETS = {"XBT": "BTC", "XDG": "DOGE"}
 
 
-def line(receive_us: int, exchange: str, frame: str) -> bytes:
-    return orjson.dumps({"receive_time_us": receive_us, "exchange": exchange, "frame": frame}) + b"\n"
-
-
 def write_gz(path: Path, lines: list[bytes]) -> None:
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
@@ -50,7 +48,7 @@ def binance(src: Path, exchange: str) -> list[bytes]:
     out = []
     for raw in src.read_text().splitlines():
         if raw.strip():
-            out.append(line(orjson.loads(raw)["data"]["E"] * 1000, exchange, raw))
+            out.append(capture_line(orjson.loads(raw)["data"]["E"] * 1000, exchange, raw.encode()))
     return out
 
 
@@ -80,7 +78,7 @@ def kraken_v2(srcs: list[Path]) -> list[bytes]:
                                                     "limit" if order_type == "l" else "market", next_id[symbol], stamp))
             frame = '{"channel":"trade","type":"update","data":[%s]}' % ",".join(data)
             receive_us = int(Decimal(msg[1][-1][2]) * 1_000_000)
-            out.append(line(receive_us, "kraken", frame))
+            out.append(capture_line(receive_us, "kraken", frame.encode()))
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 
 import aiohttp
 
+from streamapp.backoff import backoff_delay
 from streamapp.feeds import headers, metrics
 from streamapp.feeds.gaps import Gap
 
@@ -100,7 +101,7 @@ class Backfiller:
             await self._session.close()
 
     def _later(self, job: _Job, tries: int) -> None:
-        delay = min(self._retry_cap, self._retry_base * 2 ** tries)
+        delay = backoff_delay(tries, self._retry_base, self._retry_cap, jitter=False)
         loop = asyncio.get_running_loop()
 
         def requeue() -> None:
@@ -217,5 +218,5 @@ class Backfiller:
                 log.warning("%s: backfill request %s failed (%d of %d): %s", self.exchange, url, attempt + 1,
                             self._attempts, exc)
                 if attempt + 1 < self._attempts:
-                    await asyncio.sleep(min(self._retry_cap, self._retry_base * 2 ** attempt))
+                    await asyncio.sleep(backoff_delay(attempt, self._retry_base, self._retry_cap, jitter=False))
         return None

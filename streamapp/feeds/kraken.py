@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from urllib.parse import urlencode
 
 import orjson
@@ -29,6 +28,7 @@ import orjson
 from streamapp.exchanges import KRAKEN
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap
+from streamapp.normalize.timeutil import rfc3339_to_us
 
 EXCHANGE = KRAKEN
 DEFAULT_URL = "wss://ws.kraken.com/v2"
@@ -83,7 +83,7 @@ def classify(text: str | bytes) -> Frame:
             stamp = trade.get("timestamp")
             if isinstance(stamp, str):
                 try:
-                    last_time[symbol] = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                    last_time[symbol] = rfc3339_to_us(stamp) / 1e6
                 except ValueError:
                     pass
         return Frame(Kind.TRADE, key=data[0]["symbol"], ids=ids, last_time=last_time, detail=msg["type"])

@@ -24,20 +24,11 @@ from typing import Protocol as TypingProtocol
 import websockets
 from websockets.exceptions import WebSocketException
 
+from streamapp.backoff import backoff_delay
 from streamapp.feeds import metrics
 from streamapp.feeds.frames import Frame, Kind
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): exponential, capped, "equal jitter".
-
-    The bound is ``min(cap, base * 2**attempt)``; the delay is uniform in [bound/2, bound], so
-    many handlers reconnecting at once spread out and none retries in a tight loop.
-    """
-    bound = min(cap_s, base_s * (2 ** min(attempt, 32)))
-    return bound * (0.5 + 0.5 * (rng or random).random())
 
 
 def spread(symbols: list[str], per_connection: int) -> list[list[str]]:

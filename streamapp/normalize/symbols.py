@@ -97,10 +97,6 @@ class SymbolMap:
     def __contains__(self, exchange_symbol: object) -> bool:
         return exchange_symbol in self.table
 
-    def with_overrides(self, overrides: Mapping[str, str]) -> SymbolMap:
-        """A copy with entries added or replaced (explicit entries beat the naming rule)."""
-        return SymbolMap(self.exchange, {**self.table, **overrides})
-
     @classmethod
     def binance(
         cls,

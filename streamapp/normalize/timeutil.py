@@ -21,11 +21,6 @@ _RFC3339 = re.compile(
 _SECONDS = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?")
 
 
-def ms_to_us(ms: int) -> int:
-    """Milliseconds (Binance ``T``, ``E``) to microseconds."""
-    return ms * 1000
-
-
 def _fraction_us(fraction: str | None, text: str) -> int:
     if not fraction:
         return 0

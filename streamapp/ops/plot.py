@@ -31,7 +31,9 @@ def plot_candles(result: Result, path: Path, *, title: str, interval: str) -> in
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise StreamappError("--plot needs matplotlib: pip install matplotlib") from exc
+        raise StreamappError(
+            "--plot needs matplotlib, an optional dependency: pip install 'streamapp[plot]'"
+        ) from exc
     if not result.rows:
         raise StreamappError("nothing to plot: no candles in the range")
     if interval not in INTERVAL_SECONDS:

@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
+from streamapp.normalize.timeutil import rfc3339_to_us
 from streamapp.simulator import listings
 from streamapp.simulator.capture import Item, Timeline
 from streamapp.simulator.faults import Faults
@@ -410,7 +411,7 @@ class Simulator:
         since_ns = int(since) if since > 10**12 else int(since * 10**9)  # ns (a `last`) or seconds
         rows, last_ns = [], since_ns
         for t in trades:
-            at_us = _rfc3339_us(t["timestamp"])
+            at_us = rfc3339_to_us(t["timestamp"])
             if at_us * 1000 > since_ns:
                 rows.append([_decimal_text(t["price"]), _decimal_text(t["qty"]), at_us / 1e6, t["side"][0],
                              t["ord_type"][0], "", t["trade_id"]])
@@ -419,12 +420,6 @@ class Simulator:
                     break
         return web.Response(body=orjson.dumps({"error": [], "result": {pair: rows, "last": str(last_ns)}}),
                             content_type="application/json")
-
-
-def _rfc3339_us(stamp: str) -> int:
-    """``2021-04-05T23:47:41.465618Z`` -> µs since the epoch, exactly."""
-    when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return (int(when.timestamp()) * 1_000_000) + when.microsecond
 
 
 def _decimal_text(number: float | int) -> str:

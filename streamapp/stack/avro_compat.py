@@ -9,9 +9,12 @@ applies them (``BACKWARD``: the new schema reads data written with the old one):
     check_compatibility(new, [old], "BACKWARD")
     # -> [Violation(... READER_FIELD_MISSING_DEFAULT_VALUE at /fields/1: field 'b' ...)]
 
-Beyond Java Avro's ``SchemaCompatibility`` (which ignores logical types), a
-``decimal`` must keep its precision and scale, and two different logical types
-on the same field are incompatible: the bytes would be read with another meaning.
+The reader/writer rules are Apache Avro's own checker (``avro.compatibility``,
+the port of Java Avro's ``SchemaCompatibility``); this module adds the levels
+(transitive, forward, full), one message per incompatibility, and what the
+checker ignores: a ``decimal`` must keep its precision and scale, two different
+logical types on the same field are incompatible (the bytes would be read with
+another meaning), and a reader's alias may be relative to its namespace.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import avro.errors
+import avro.schema
 import fastavro
+from avro.compatibility import (
+    ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityResult,
+    SchemaCompatibilityType,
+    SchemaIncompatibilityType,
+    lookup_writer_field,
+)
 from fastavro.schema import SchemaParseException, UnknownType
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -36,14 +48,6 @@ FULL = "FULL"
 FULL_TRANSITIVE = "FULL_TRANSITIVE"
 LEVELS = (NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE)
 
-# writer type -> reader types that can read it (Avro spec, "Schema Resolution")
-_PROMOTIONS = {
-    "int": {"long", "float", "double"},
-    "long": {"float", "double"},
-    "float": {"double"},
-    "string": {"bytes"},
-    "bytes": {"string"},
-}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -59,6 +63,7 @@ class AvroSchema:
     canonical: str
     parsed: Any
     names: dict[str, dict]
+    avro: avro.schema.Schema  # Apache Avro's parse, for its compatibility checker
 
 
 @dataclass(frozen=True)
@@ -111,11 +116,16 @@ def parse(text: str) -> AvroSchema:
     parsed = _strip_private(parsed)
     names = {name: _strip_private(node) for name, node in names.items()}
     _validate(parsed, names, "")
+    try:
+        checked = avro.schema.parse(text)
+    except (avro.errors.AvroException, TypeError, ValueError) as exc:
+        raise InvalidSchemaError(f"Invalid schema: {exc}") from exc
     return AvroSchema(
         text=json.dumps(raw, separators=(",", ":")),
         canonical=json.dumps(_canonical(parsed), sort_keys=True, separators=(",", ":")),
         parsed=parsed,
         names=names,
+        avro=checked,
     )
 
 
@@ -288,7 +298,7 @@ def _resolve(node: Any, names: dict[str, dict]) -> Any:
 
 def reader_incompatibilities(reader: AvroSchema, writer: AvroSchema) -> list[Incompatibility]:
     """Why ``reader`` cannot read data written with ``writer``; empty when it can."""
-    return _Checker(reader.names, writer.names).check(reader.parsed, writer.parsed, "")
+    return _Checker().get_compatibility(reader.avro, writer.avro).incompatibilities
 
 
 def check_compatibility(new: AvroSchema, previous: Sequence[AvroSchema], level: str) -> list[Violation]:
@@ -314,169 +324,148 @@ def check_compatibility(new: AvroSchema, previous: Sequence[AvroSchema], level: 
     return violations
 
 
-def _short(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
+def _describe(schema: avro.schema.Schema) -> str:
+    if isinstance(schema, avro.schema.NamedSchema):
+        return f"{schema.type} {schema.fullname}"
+    logical = schema.props.get("logicalType")
+    return f"{schema.type} ({logical})" if logical else str(schema.type)
 
 
-def _describe(node: Any) -> str:
-    if isinstance(node, list):
-        return "union"
-    kind = node["type"]
-    if kind in NAMED:
-        return f"{kind} {node['name']}"
-    if "logicalType" in node:
-        return f"{kind} ({node['logicalType']})"
-    return kind
+def _names_match(r: avro.schema.NamedSchema, w: avro.schema.NamedSchema) -> bool:
+    """Avro spec: a reader's alias may be relative to its namespace (the library compares it as written)."""
+    if r.name == w.name:
+        return True
+    space = f"{r.namespace}." if r.namespace else ""
+    aliases = {a if "." in a else space + a for a in r.props.get("aliases") or []}
+    return w.fullname in aliases
 
 
-class _Checker:
-    def __init__(self, reader_names: dict[str, dict], writer_names: dict[str, dict]) -> None:
-        self.rnames = reader_names
-        self.wnames = writer_names
-        self.assumed: set[tuple[str, str]] = set()  # named pairs being checked (recursive types)
+class _Checker(ReaderWriterCompatibilityChecker):
+    """Apache Avro's checker, plus what it lacks: logical types, namespace-relative aliases,
+    a path through unions, and one message per incompatibility (the library keeps only sets)."""
 
-    def check(self, reader: Any, writer: Any, path: str) -> list[Incompatibility]:
-        r = _resolve(reader, self.rnames)
-        w = _resolve(writer, self.wnames)
-        if isinstance(w, list):
-            out = []
-            for branch in w:
-                found = self.check(r, branch, path)
-                if found and isinstance(r, list):
-                    wb = _resolve(branch, self.wnames)
-                    out.append(
+    def __init__(self) -> None:
+        super().__init__()
+        self.locations: list[list[str]] = []
+
+    def calculate_compatibility(self, reader: Any, writer: Any, location: list[str]) -> SchemaCompatibilityResult:
+        if location == [self.ROOT_REFERENCE_TOKEN] and self.locations:
+            location = self.locations[-1]  # the library drops the location when it descends into a union
+        self.locations.append(location)
+        try:
+            result = super().calculate_compatibility(reader, writer, location)
+        finally:
+            self.locations.pop()
+        path = "/".join(location)[1:]
+        missing = iter(_missing_fields(reader, writer, path))
+        failed_branches = iter(self._failed_branches(reader, writer))
+        found: list[Incompatibility] = []
+        for inc in result.incompatibilities:
+            if isinstance(inc, Incompatibility):  # already explained one level down
+                found.append(inc)
+            elif inc is SchemaIncompatibilityType.reader_field_missing_default_value:
+                found.append(next(missing))
+            elif inc is SchemaIncompatibilityType.missing_union_branch:
+                branch = next(failed_branches, writer)
+                found.append(
+                    Incompatibility(
+                        "MISSING_UNION_BRANCH", path, f"the reader's union has no branch for the writer's {_describe(branch)}"
+                    )
+                )
+            elif inc is SchemaIncompatibilityType.name_mismatch:
+                if not _names_match(reader, writer):
+                    found.append(
                         Incompatibility(
-                            "MISSING_UNION_BRANCH", path, f"the reader's union has no branch for the writer's {_describe(wb)}"
+                            "NAME_MISMATCH",
+                            f"{path}/name",
+                            f"the reader's {reader.type} is named {reader.fullname!r}, the writer's {writer.fullname!r}",
                         )
                     )
-                else:
-                    out += found
-            return out
-        if isinstance(r, list):
-            for branch in r:
-                if not self.check(branch, w, path):
-                    return []
-            return [
-                Incompatibility(
-                    "MISSING_UNION_BRANCH", path, f"the reader's union has no branch for the writer's {_describe(w)}"
-                )
-            ]
-        return self._check_single(r, w, path)
-
-    def _check_single(self, r: dict, w: dict, path: str) -> list[Incompatibility]:
-        rk, wk = r["type"], w["type"]
-        if rk == "error":
-            rk = "record"
-        if wk == "error":
-            wk = "record"
-        if rk != wk and rk not in _PROMOTIONS.get(wk, ()):
-            return [
-                Incompatibility(
-                    "TYPE_MISMATCH", path, f"the reader's type {_describe(r)} cannot read the writer's {_describe(w)}"
-                )
-            ]
-        if rk in NAMED:
-            if not self._names_match(r, w):
-                return [
+            elif inc is SchemaIncompatibilityType.fixed_size_mismatch:
+                found.append(
                     Incompatibility(
-                        "NAME_MISMATCH",
-                        f"{path}/name",
-                        f"the reader's {rk} is named {r['name']!r}, the writer's {w['name']!r}",
-                    )
-                ]
-            pair = (r["name"], w["name"])
-            if pair in self.assumed:
-                return []
-            self.assumed.add(pair)
-            try:
-                if rk == "record":
-                    return self._record(r, w, path)
-                if rk == "enum":
-                    return self._enum(r, w, path)
-                return self._fixed(r, w, path)
-            finally:
-                self.assumed.discard(pair)
-        if rk == "array":
-            return self.check(r["items"], w["items"], f"{path}/items")
-        if rk == "map":
-            return self.check(r["values"], w["values"], f"{path}/values")
-        return self._logical(r, w, path)
-
-    def _names_match(self, r: dict, w: dict) -> bool:
-        if _short(r["name"]) == _short(w["name"]):
-            return True
-        aliases = r.get("aliases") or []
-        return w["name"] in aliases or _short(w["name"]) in {_short(a) for a in aliases}
-
-    def _record(self, r: dict, w: dict, path: str) -> list[Incompatibility]:
-        writer_fields = {f["name"]: f for f in w["fields"]}
-        out = []
-        for i, field in enumerate(r["fields"]):
-            wf = writer_fields.get(field["name"])
-            if wf is None:
-                for alias in field.get("aliases") or []:
-                    if alias in writer_fields:
-                        wf = writer_fields[alias]
-                        break
-            if wf is not None:
-                out += self.check(field["type"], wf["type"], f"{path}/fields/{i}/type")
-            elif "default" not in field:
-                out.append(
-                    Incompatibility(
-                        "READER_FIELD_MISSING_DEFAULT_VALUE",
-                        f"{path}/fields/{i}",
-                        f"field {field['name']!r} of the reader's record {r['name']!r} has no default value"
-                        " and is missing in the writer's",
+                        "FIXED_SIZE_MISMATCH",
+                        f"{path}/size",
+                        f"the reader's fixed {reader.fullname!r} has size {reader.size}, the writer's {writer.size}",
                     )
                 )
-        return out
-
-    def _enum(self, r: dict, w: dict, path: str) -> list[Incompatibility]:
-        missing = [s for s in w["symbols"] if s not in r["symbols"]]
-        if missing and "default" not in r:
-            return [
-                Incompatibility(
-                    "MISSING_ENUM_SYMBOLS",
-                    f"{path}/symbols",
-                    f"the reader's enum {r['name']!r} lacks the writer's symbols {missing}"
-                    " and has no default symbol",
-                )
-            ]
-        return []
-
-    def _fixed(self, r: dict, w: dict, path: str) -> list[Incompatibility]:
-        if r["size"] != w["size"]:
-            return [
-                Incompatibility(
-                    "FIXED_SIZE_MISMATCH",
-                    f"{path}/size",
-                    f"the reader's fixed {r['name']!r} has size {r['size']}, the writer's {w['size']}",
-                )
-            ]
-        return self._logical(r, w, path)
-
-    def _logical(self, r: dict, w: dict, path: str) -> list[Incompatibility]:
-        rl, wl = r.get("logicalType"), w.get("logicalType")
-        if rl == wl == "decimal":
-            rps = (r.get("precision"), r.get("scale", 0))
-            wps = (w.get("precision"), w.get("scale", 0))
-            if rps != wps:
-                return [
+            elif inc is SchemaIncompatibilityType.missing_enum_symbols:
+                lacking = [s for s in writer.symbols if s not in reader.symbols]
+                found.append(
                     Incompatibility(
-                        "DECIMAL_MISMATCH",
-                        path,
-                        f"the reader's decimal(precision={rps[0]}, scale={rps[1]}) differs from the writer's"
-                        f" decimal(precision={wps[0]}, scale={wps[1]}); the values would change",
+                        "MISSING_ENUM_SYMBOLS",
+                        f"{path}/symbols",
+                        f"the reader's enum {reader.fullname!r} lacks the writer's symbols {lacking}"
+                        " and has no default symbol",
                     )
-                ]
+                )
+            else:  # type_mismatch
+                found.append(
+                    Incompatibility(
+                        "TYPE_MISMATCH", path, f"the reader's type {_describe(reader)} cannot read the writer's {_describe(writer)}"
+                    )
+                )
+        if not found:
+            found = _logical(reader, writer, path)
+        if not found:
+            return SchemaCompatibilityResult(SchemaCompatibilityType.compatible)
+        return SchemaCompatibilityResult(SchemaCompatibilityType.incompatible, incompatibilities=found)
+
+    def _failed_branches(self, reader: Any, writer: Any) -> list[Any]:
+        if reader.type != "union" or writer.type != "union":
             return []
-        if rl != wl and ("decimal" in (rl, wl) or (rl is not None and wl is not None)):
+        return [
+            branch
+            for branch in writer.schemas
+            if self.get_compatibility(reader, branch).compatibility is SchemaCompatibilityType.incompatible
+        ]
+
+
+def _missing_fields(reader: Any, writer: Any, path: str) -> list[Incompatibility]:
+    if reader.type not in ("record", "error") or reader.type != writer.type:
+        return []
+    return [
+        Incompatibility(
+            "READER_FIELD_MISSING_DEFAULT_VALUE",
+            f"{path}/fields/{i}",
+            f"field {field.name!r} of the reader's record {reader.fullname!r} has no default value"
+            " and is missing in the writer's",
+        )
+        for i, field in enumerate(reader.fields)
+        if lookup_writer_field(writer, field) is None and not field.has_default and not _enum_with_default(field.type)
+    ]
+
+
+def _enum_with_default(schema: Any) -> bool:
+    """A missing field of such a type is checked as its enum against the writer's record (the library
+    does as Java Avro's SchemaCompatibility), not reported as a missing default."""
+    return schema.type == "enum" and bool(schema.props.get("default"))
+
+
+def _logical(r: Any, w: Any, path: str) -> list[Incompatibility]:
+    """A decimal keeps its precision and scale; two logical types never read each other's bytes."""
+    if r.type in ("union", "record", "error", "enum", "array", "map") or w.type == "union":
+        return []
+    rl, wl = r.props.get("logicalType"), w.props.get("logicalType")
+    if rl == wl == "decimal":
+        rps = (r.props.get("precision"), r.props.get("scale", 0))
+        wps = (w.props.get("precision"), w.props.get("scale", 0))
+        if rps != wps:
             return [
                 Incompatibility(
-                    "LOGICAL_TYPE_MISMATCH",
+                    "DECIMAL_MISMATCH",
                     path,
-                    f"the reader's logical type {rl or 'none'} differs from the writer's {wl or 'none'}",
+                    f"the reader's decimal(precision={rps[0]}, scale={rps[1]}) differs from the writer's"
+                    f" decimal(precision={wps[0]}, scale={wps[1]}); the values would change",
                 )
             ]
         return []
-
+    if rl != wl and ("decimal" in (rl, wl) or (rl is not None and wl is not None)):
+        return [
+            Incompatibility(
+                "LOGICAL_TYPE_MISMATCH",
+                path,
+                f"the reader's logical type {rl or 'none'} differs from the writer's {wl or 'none'}",
+            )
+        ]
+    return []

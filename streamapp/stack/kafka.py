@@ -51,11 +51,6 @@ def data_dir(settings: Settings, node: int = 1) -> Path:
     return root if settings.stack_brokers == 1 else root / f"broker-{node}"
 
 
-def node_name(settings: Settings, node: int) -> str:
-    """The service name of node ``node``: ``broker`` alone, ``broker-1`` … in a cluster."""
-    return "broker" if settings.stack_brokers == 1 else f"broker-{node}"
-
-
 def controller_port(settings: Settings, node: int) -> int:
     return settings.kafka_controller_port + 2 * (node - 1)
 

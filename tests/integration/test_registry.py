@@ -521,3 +521,42 @@ def json_text(schema: dict) -> str:
     import json
 
     return json.dumps(schema)
+
+
+# --- streamapp's own registration (streamapp.clients.registry) ------------------------------------
+
+
+async def test_register_trade_schema_authenticates_with_the_settings_credentials(stack, tmp_path: Path) -> None:
+    from streamapp.clients.registry import register_trade_schema
+    from streamapp.errors import StreamappError
+    from streamapp.settings import Settings
+
+    registry = RegistryProcess(
+        tmp_path, STREAMAPP_SCHEMA_REGISTRY_USERNAME="reg", STREAMAPP_SCHEMA_REGISTRY_PASSWORD="pw:1"
+    )
+    registry.start()
+    try:
+        topic = unique("market.test")
+        settings = Settings(schema_registry_url=registry.url, schema_registry_username="reg",
+                            schema_registry_password="pw:1")
+        schema_id = await register_trade_schema(settings, topic)
+        assert await register_trade_schema(settings, topic) == schema_id  # the same schema: the same id
+        stored = httpx.get(f"{registry.url}/subjects/{topic}-value/versions/1", auth=("reg", "pw:1")).json()
+        assert stored["id"] == schema_id
+
+        wrong = Settings(schema_registry_url=registry.url, schema_registry_username="reg",
+                         schema_registry_password="nope")
+        with pytest.raises(StreamappError, match=r"registering the Trade schema .* \(HTTP 401\)"):
+            await register_trade_schema(wrong, topic)
+    finally:
+        registry.stop()
+
+
+async def test_register_trade_schema_without_a_registry_is_one_clear_error() -> None:
+    from streamapp.clients.registry import register_trade_schema
+    from streamapp.errors import StreamappError
+    from streamapp.settings import Settings
+
+    settings = Settings(schema_registry_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with pytest.raises(StreamappError, match="cannot reach the schema registry at http://127.0.0.1:"):
+        await register_trade_schema(settings, unique("market.test"))

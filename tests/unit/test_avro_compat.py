@@ -149,6 +149,19 @@ def test_reason_names_the_field_and_direction() -> None:
     )
 
 
+def test_each_missing_field_is_named_in_its_own_reason() -> None:
+    # a missing field whose enum has a default is checked as that enum against the writer's record
+    # (as Java Avro's SchemaCompatibility does); the field after it keeps its own message
+    side = {**enum("BUY", "SELL"), "default": "BUY"}
+    new = record(field("a", "int"), field("s", side), field("price", "string"))
+    reasons = [str(v.incompatibility) for v in check_compatibility(parse(new), [parse(A_INT)], "BACKWARD")]
+    assert reasons == [
+        "TYPE_MISMATCH at /fields/1/type: the reader's type enum market.Side cannot read the writer's record market.Trade",
+        "READER_FIELD_MISSING_DEFAULT_VALUE at /fields/2: field 'price' of the reader's record 'market.Trade'"
+        " has no default value and is missing in the writer's",
+    ]
+
+
 def test_decimal_reason_gives_both_scales() -> None:
     (inc,) = reader_incompatibilities(parse(record(field("p", decimal(18, 6)))), parse(record(field("p", decimal(18, 8)))))
     assert inc.path == "/fields/0/type"

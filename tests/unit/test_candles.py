@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from records import Trade
-from streamapp.candles import MINUTE_US, candles
+from tests.candles import MINUTE_US, candles
 from streamapp.normalize import binance
 from streamapp.normalize.symbols import DEFAULT_BINANCE_MAP
 from tests.shared_data import shared_data_file

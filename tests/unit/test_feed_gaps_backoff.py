@@ -5,8 +5,9 @@ import random
 import pytest
 
 from streamapp.feeds.gaps import Gap, GapTracker
-from streamapp.feeds.record import capture_line
-from streamapp.feeds.transport import backoff_delay, spread
+from streamapp.simulator.capture import capture_line
+from streamapp.backoff import backoff_delay
+from streamapp.feeds.transport import spread
 
 
 @pytest.mark.parametrize("frames, new, gaps, dups", [
@@ -61,6 +62,12 @@ def test_backoff_is_capped_exponential_with_jitter():
         delays = [backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(200)]
         assert all(bound / 2 <= d <= bound for d in delays)
         assert max(delays) - min(delays) > bound / 5  # jittered
+
+
+def test_backoff_without_jitter_doubles_up_to_the_cap():
+    # the backfill retries and the worker's wait for the registry: 1, 2, 4, ... capped
+    assert [backoff_delay(attempt, 1.0, 30.0, jitter=False) for attempt in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff_delay(100, 0.5, 10.0, jitter=False) == 10.0
 
 
 def test_spread_respects_the_per_connection_limit():

@@ -4,6 +4,7 @@ The output formats are in test_ops_formats.py."""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -54,6 +55,13 @@ def test_plot_into_a_directory_is_one_clear_error(tmp_path):
     result = Result(["window_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"], rows)
     with pytest.raises(StreamappError, match="cannot write the chart to"):
         plot_candles(result, tmp_path, title="t", interval="1m")
+
+
+def test_plot_without_matplotlib_says_which_extra_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as when it is not installed: import fails
+    with pytest.raises(StreamappError, match=r"pip install 'streamapp\[plot\]'"):
+        plot_candles(Result(["window_start"], [[0]]), tmp_path / "c.png", title="t", interval="1m")
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_plot_nothing_is_an_error(tmp_path):
