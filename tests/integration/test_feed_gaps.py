@@ -27,7 +27,6 @@ from streamapp.normalize import kraken as normalize_kraken
 from streamapp.normalize.symbols import DEFAULT_BINANCE_MAP, DEFAULT_KRAKEN_MAP
 from streamapp.settings import Settings
 from streamapp.simulator.capture import load
-from streamapp.simulator.faults import Faults
 from streamapp.simulator.server import RunningSimulator, Simulator
 from tests.integration.test_feed_simulator import KRAKEN, SPOT, capture_frames, new_topic
 
