@@ -232,8 +232,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
                              transactional_id, len(items))
                     continue
                 records = [record for _, _, out in items for record in out]
-                if not await self._while_owned(transactional_id, producer, self._send_batched(producer, records),
-                                               "a batch's send"):
+                try:
+                    sent = await self._while_owned(transactional_id, producer, self._send_batched(producer, records),
+                                                   "a batch's send")
+                except ProducerFenced:
+                    # The partition's next owner started its producer under our transactional id (the
+                    # ids are per partition), which aborts our transaction: what this batch sent goes
+                    # with it, and the owner reads the batch again. Fenced while still ours: a crash.
+                    if (self.flow_active and self.app.consumer_generation_id == generation
+                            and all(tp in self.assignment() for tp, _, _ in items)):
+                        raise
+                    log.info("%s: fenced by the partition's next owner during a batch's send; dropped",
+                             transactional_id)
+                    continue
+                if not sent:
                     continue
                 # Done right after the sends, under the transaction's lock: a commit takes that lock
                 # before it reads these offsets, so it commits all of this output with them, or neither.
@@ -340,8 +352,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not await self._while_owned(transactional_id, producer, self._end_transaction(
                         producer, offsets, start_new_transaction), "a commit"):
                     return False
-            except ProducerFenced as exc:  # another worker owns the partition now: as Faust does, crash
-                log.warning("%s: producer fenced: %s", transactional_id, exc)
+            except ProducerFenced as exc:
+                if not self.flow_active or any(tp not in self.assignment() for tp in offsets):
+                    # A rebalance gave the partition to another worker, whose producer aborted this
+                    # transaction: its offsets and output go together, and the owner reads them again.
+                    log.info("%s: fenced by the partition's next owner during a commit; dropped", transactional_id)
+                    return False
+                log.warning("%s: producer fenced: %s", transactional_id, exc)  # still ours: as Faust does, crash
                 await self.app.crash(exc)
                 return False
         self._committed.update(offsets)

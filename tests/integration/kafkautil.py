@@ -30,6 +30,9 @@ def read_from(settings: Settings, topic: str, start: dict[int, int], *, until: i
     consumer = Consumer({
         **settings.kafka_client_config(), "group.id": f"probe-{uuid.uuid4().hex}",
         "enable.auto.commit": False, "isolation.level": isolation,
+        # A new topic's leader may answer "offset out of range" for offset 0 at first; the default
+        # reset (latest) would then skip every record silently.
+        "auto.offset.reset": "earliest",
     })
     consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     records: list[Message] = []

@@ -14,7 +14,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.errors import ProducerClosed
+from aiokafka.errors import ProducerClosed, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
@@ -185,6 +185,67 @@ def test_a_send_error_on_a_producer_still_owned_is_a_crash():
 
     with pytest.raises(ProducerClosed):
         asyncio.run(scenario())
+
+
+class FencedDuringRebalance(Producer):
+    """The partition's next owner started its producer with our transactional id: the broker fences ours."""
+
+    def __init__(self, name: str, log: list, on_send) -> None:
+        super().__init__(name, log)
+        self.on_send = on_send
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+        self.on_send()
+        raise ProducerFenced()
+
+
+def test_a_batch_fenced_by_the_partition_s_next_owner_is_dropped_instead_of_crashing():
+    """Seen in a fleet test: a worker killed, its partitions moved, and a survivor still sending a batch of a
+    partition that went to another worker crashed with ProducerFenced."""
+    async def scenario() -> BatchConsumer:
+        c, log = consumer()
+
+        def rebalance() -> None:  # our flow stops and a new generation begins while the batch is out
+            c.flow_active = False
+            c.app.consumer_generation_id = 2
+
+        c.transactions.producer._transaction_producers["g-1-0"] = FencedDuringRebalance("g-1-0", log, rebalance)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        return c
+
+    assert asyncio.run(scenario())._done == {}  # not acknowledged: the partition's next owner reads it again
+
+
+def test_a_producer_fenced_while_its_partition_is_still_ours_is_a_crash():
+    async def scenario() -> None:
+        c, log = consumer()
+        c.transactions.producer._transaction_producers["g-1-0"] = FencedDuringRebalance("g-1-0", log, lambda: None)
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+
+    with pytest.raises(ProducerFenced):
+        asyncio.run(scenario())
+
+
+def test_a_commit_fenced_by_the_partition_s_next_owner_is_dropped_instead_of_crashing():
+    class FencedCommit(Producer):
+        async def send_offsets_to_transaction(self, offsets: dict, group_id: str) -> None:
+            c.flow_active = False  # the rebalance that moved the partition is under way
+            raise ProducerFenced()
+
+    crashed: list = []
+
+    async def scenario() -> bool:
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        c.transactions.producer._transaction_producers["g-1-0"] = FencedCommit("g-1-0", log)
+        return await c.force_commit()
+
+    c, log = consumer()
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    c.app.crash = crash
+    assert asyncio.run(scenario()) is False and crashed == [] and c._committed == {}
 
 
 def test_output_goes_to_the_partition_aiokafka_s_send_would_choose():
