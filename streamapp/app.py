@@ -33,7 +33,7 @@ def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
 
 
 def configure(conf: Any) -> None:
-    """The worker's Faust settings from ours (also used by the pass-through apps of ops/bench)."""
+    """The worker's Faust settings from ours (also used by the pass-through apps of bench/)."""
     settings = get_settings()
     conf.broker = [f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)

@@ -16,7 +16,7 @@ from streamapp.coldtier.plan import Done, HourStat, at_risk, gold_range, lag, pl
 from streamapp.coldtier.verify import compare, summarize_trades
 from streamapp.errors import StreamappError
 from streamapp.exchanges import EXCHANGES
-from streamapp.ops.tables import Result
+from streamapp.operate.tables import Result
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 2, 12, 30, tzinfo=UTC)

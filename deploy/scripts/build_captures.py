@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild streamapp/captures/ (the simulator's bundled recordings) from the real exchange data in ../shared/data.
 
-    python ops/scripts/build_captures.py [--data ../shared/data] [--out streamapp/captures]
+    python deploy/scripts/build_captures.py [--data ../shared/data] [--out streamapp/captures]
 
 Binance: each message is kept byte for byte; the recorder's receive time was removed in
 the source, so receive_time_us is the event time ``E`` (ms) * 1000.

@@ -10,7 +10,7 @@ ClickHouse when the insert ran), so freshness is read per trade from the table,
 with no polling error. Needs a running local stack with migrations applied
 (`streamapp pipeline up` does both; stop its feeds first with `streamapp pipeline down`).
 
-    python ops/bench/freshness.py --rate 1000 --seconds 30
+    python bench/freshness.py --rate 1000 --seconds 30
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamapp import tables  # noqa: E402

@@ -12,7 +12,7 @@ from them as from Kafka, then times, into a private catalog and warehouse under 
 and counts data files and files stored. The hot tier may hold other hours too (tests'
 trades); they are offloaded alongside and counted in the figures.
 
-    python ops/bench/coldtier.py --trades 1000000
+    python bench/coldtier.py --trades 1000000
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamapp import tables  # noqa: E402

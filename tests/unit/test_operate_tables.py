@@ -1,6 +1,6 @@
 """Pure parts of ``streamapp tables``: argument checks, error lines, list degrading, the chart (no warehouse).
 
-The output formats are in test_ops_formats.py."""
+The output formats are in test_operate_formats.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from streamapp.errors import StreamappError
-from streamapp.ops.plot import plot_candles
-from streamapp.ops.tables import CandleQuery, Result, check_range, check_table, server_message
+from streamapp.operate.plot import plot_candles
+from streamapp.operate.tables import CandleQuery, Result, check_range, check_table, server_message
 
 @pytest.mark.parametrize("query, words", [
     (CandleQuery("bitstamp", "BTC/USD", "1m"), "unknown exchange 'bitstamp'"),
@@ -102,7 +102,7 @@ PARTS = {"table", "rows", "bytes_on_disk", "modification_time", "active"}
 
 
 def test_list_reads_parts_where_it_can():
-    from streamapp.ops.tables import list_tables
+    from streamapp.operate.tables import list_tables
 
     result = list_tables(FakeClient({"name", "engine", "total_rows", "total_bytes"}, PARTS))
     assert result.rows == [["silver_trades", "ReplacingMergeTree", 5, 1024, datetime(2024, 1, 1, tzinfo=timezone.utc)],
@@ -115,7 +115,7 @@ def test_list_reads_parts_where_it_can():
     ({"name", "engine"}, set(), False, None),  # not even totals: nulls, still a listing
 ])
 def test_list_degrades_when_the_engine_lacks_columns(tables_columns, parts_columns, parts_fail, rows):
-    from streamapp.ops.tables import list_tables
+    from streamapp.operate.tables import list_tables
 
     client = FakeClient(tables_columns, parts_columns, parts_fail)
     result = list_tables(client)
@@ -191,7 +191,7 @@ class SettingsClient:
     ([SettingsClient("0", refuse=True), SettingsClient("0")], {}),  # refused: a fresh client without it
 ])
 def test_open_readonly_sends_readonly_where_accepted(monkeypatch, clients, sent):
-    from streamapp.ops import tables
+    from streamapp.operate import tables
 
     made = iter(clients)
     monkeypatch.setattr(tables, "connect", lambda settings: next(made))

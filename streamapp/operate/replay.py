@@ -27,7 +27,7 @@ from streamapp.errors import StreamappError
 from streamapp.feeds import headers as raw_headers
 from streamapp.feeds.frames import Kind
 from streamapp.feeds.handler import protocol_for
-from streamapp.ops.timeparse import format_ms
+from streamapp.operate.timeparse import format_ms
 from streamapp.settings import Settings
 from streamapp.simulator import capture
 

@@ -1,4 +1,4 @@
-"""Prometheus and Grafana config in ops/ against the code: valid files, consistent uids, and only
+"""Prometheus and Grafana config in deploy/ against the code: valid files, consistent uids, and only
 metrics that streamapp exports (read from prometheus_client registries after importing the
 modules that define them), only tables that streamapp declares."""
 
@@ -16,12 +16,12 @@ from streamapp import tables as table_names
 from streamapp.exchanges import EXCHANGES
 from streamapp.settings import Settings
 
-OPS = Path(__file__).resolve().parents[2] / "ops"
-ROOT = OPS.parent
-DASHBOARDS = sorted((OPS / "grafana" / "dashboards").glob("*.json"))
-DATASOURCE_FILES = sorted((OPS / "grafana" / "provisioning" / "datasources").glob("*.yaml"))
-PROVIDER_FILES = sorted((OPS / "grafana" / "provisioning" / "dashboards").glob("*.yaml"))
-PROMETHEUS_FILES = sorted(OPS.glob("prometheus*.yml"))
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = DEPLOY.parent
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+DATASOURCE_FILES = sorted((DEPLOY / "grafana" / "provisioning" / "datasources").glob("*.yaml"))
+PROVIDER_FILES = sorted((DEPLOY / "grafana" / "provisioning" / "dashboards").glob("*.yaml"))
+PROMETHEUS_FILES = sorted(DEPLOY.glob("prometheus*.yml"))
 
 # Series Prometheus makes itself for every target.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}
@@ -112,7 +112,7 @@ def _compose():
 
 
 def test_compose_prometheus_scrapes_every_streamapp_process_by_service_name():
-    targets = _targets(_yaml(OPS / "prometheus.yml"))
+    targets = _targets(_yaml(DEPLOY / "prometheus.yml"))
     services = _compose()["services"]
     scraped = {t for job, ts in targets.items() if job.startswith("streamapp-") for t in ts}
     assert {"worker:9102", "feed-binance:9101", "feed-binanceusdm:9104", "feed-kraken:9103"} <= scraped
@@ -131,10 +131,10 @@ def test_compose_prometheus_scrapes_every_streamapp_process_by_service_name():
 
 def test_compose_mounts_prometheus_and_grafana_config():
     services = _compose()["services"]
-    assert "./ops/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
     grafana = services["grafana"]["volumes"]
-    assert "./ops/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
-    mount = next(v.split(":")[1] for v in grafana if v.startswith("./ops/grafana/dashboards:"))
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
+    mount = next(v.split(":")[1] for v in grafana if v.startswith("./deploy/grafana/dashboards:"))
     for path in PROVIDER_FILES:
         assert [p["options"]["path"] for p in _yaml(path)["providers"]] == [mount]
 
@@ -143,20 +143,20 @@ def test_local_prometheus_scrapes_the_settings_default_ports():
     fields = Settings.model_fields
     ports = {fields[f].default for f in ("worker_metrics_port", "feed_metrics_port", "kraken_feed_metrics_port",
                                          "binanceusdm_feed_metrics_port", "simulator_port")}
-    targets = _targets(_yaml(OPS / "prometheus-local.yml"))
+    targets = _targets(_yaml(DEPLOY / "prometheus-local.yml"))
     scraped = {t for job, ts in targets.items() if job.startswith("streamapp-") for t in ts}
     assert scraped == {f"127.0.0.1:{p}" for p in ports}
     # same jobs in both stacks, so the same dashboards work on both
-    assert set(targets) == set(_targets(_yaml(OPS / "prometheus.yml")))
+    assert set(targets) == set(_targets(_yaml(DEPLOY / "prometheus.yml")))
 
 
 def test_rule_files_are_found_by_both_configs():
-    local = _yaml(OPS / "prometheus-local.yml")["rule_files"]
-    assert all((OPS / r).exists() for r in local)
-    mounts = [v.split(":") for v in _compose()["services"]["prometheus"]["volumes"] if v.startswith("./ops/")]
-    inside = [target for source, target, *_ in mounts if source == "./ops/prometheus-rules.yml"]
-    assert inside, "compose.yaml does not mount ops/prometheus-rules.yml into Prometheus"
-    compose = _yaml(OPS / "prometheus.yml")["rule_files"]
+    local = _yaml(DEPLOY / "prometheus-local.yml")["rule_files"]
+    assert all((DEPLOY / r).exists() for r in local)
+    mounts = [v.split(":") for v in _compose()["services"]["prometheus"]["volumes"] if v.startswith("./deploy/")]
+    inside = [target for source, target, *_ in mounts if source == "./deploy/prometheus-rules.yml"]
+    assert inside, "compose.yaml does not mount deploy/prometheus-rules.yml into Prometheus"
+    compose = _yaml(DEPLOY / "prometheus.yml")["rule_files"]
     assert any(fnmatch.fnmatch(inside[0], pattern) for pattern in compose), (inside, compose)
 
 
@@ -310,6 +310,6 @@ def test_target_down_tolerates_the_profile_not_running():
     rule = next(expr for where, expr in _rule_exprs() if where.endswith(":StreamappTargetDown"))
     assert rule.startswith("max by (job, exchange) (up{")
     feeds = {(t.split(":")[0].removesuffix("-offline"), sc["labels"]["exchange"])
-             for job in _yaml(OPS / "prometheus.yml")["scrape_configs"] if job["job_name"] == "streamapp-feed"
+             for job in _yaml(DEPLOY / "prometheus.yml")["scrape_configs"] if job["job_name"] == "streamapp-feed"
              for sc in job["static_configs"] for t in sc["targets"]}
     assert feeds == {(f"feed-{e}", e) for e in EXCHANGES}

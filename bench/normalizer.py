@@ -4,10 +4,10 @@ It reads raw Binance frames with its own consumer group, calls the same
 :class:`streamapp.dispatch.Dispatcher` (normalize + Avro encode) as the worker's
 agents, and produces the results with one idempotent producer, committing
 offsets after each consumed batch: at-least-once, the simplest thing that does
-the job, in one process. ``make bench`` (ops/bench/throughput.py) runs it beside
+the job, in one process. ``make bench`` (bench/throughput.py) runs it beside
 the worker and times it the same way (by the group's committed offsets).
 
-    python ops/bench/normalizer.py --group G --target TOPIC --records N   # against $STREAMAPP_*
+    python bench/normalizer.py --group G --target TOPIC --records N   # against $STREAMAPP_*
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamapp import topics  # noqa: E402

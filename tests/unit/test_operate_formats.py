@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from streamapp.ops import formats
+from streamapp.operate import formats
 
 COLUMNS = ["window_start", "open", "volume", "trade_count", "note"]
 ROWS = [[datetime(2024, 8, 8, 23, 55), Decimal("61807.700000000000000000"), Decimal("151.527020000000000000"), 3260,

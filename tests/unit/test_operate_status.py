@@ -9,7 +9,7 @@ from rich.console import Console
 
 from streamapp import groups, topics
 from streamapp.errors import StreamappError
-from streamapp.ops.status import group_topics, lag, parse_window, render
+from streamapp.operate.status import group_topics, lag, parse_window, render
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("all", None), ("ALL", None), ("90s", 90), ("15m", 900),

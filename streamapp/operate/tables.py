@@ -285,7 +285,7 @@ def _iso_ms(ms: int) -> str:
 
 def table_rows_for_display(result: Result) -> tuple[list[str], list[Sequence[Any]]]:
     """``list`` for a human: sizes as KiB/MiB, last insert to the second."""
-    from streamapp.ops.formats import human_bytes
+    from streamapp.operate.formats import human_bytes
 
     idx = result.columns.index("bytes_on_disk")
     rows = []

@@ -8,7 +8,7 @@ there are ``--records`` (default 1,000,000), each copy with fresh trade ids,
 spread over the raw topic's partitions (3) a whole copy at a time, and runs,
 one after the other on that same input, each from the input's first offset:
 
-* ``plain loop``: ops/bench/normalizer.py, confluent-kafka, same normalization
+* ``plain loop``: bench/normalizer.py, confluent-kafka, same normalization
   and encoding, at-least-once, one process;
 * ``pass-through, batches``: a Faust agent forwarding the raw bytes unchanged
   through :mod:`streamapp.eos` (the worker's machinery with free normalization);
@@ -27,7 +27,7 @@ Machines here are shared and noisy: compare the ratios of one run, not
 absolute figures across runs. The table is printed and saved as JSON and
 Markdown (``--out``, default ``bench-results/``).
 
-    python ops/bench/throughput.py [--records 1000000] [--workers 1,2,3] [--out bench-results]
+    python bench/throughput.py [--records 1000000] [--workers 1,2,3] [--out bench-results]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import orjson
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamapp import groups, topics  # noqa: E402
@@ -301,7 +301,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> None:
     stream_end = {p: min(end[p], start[p] + share) for p in end}
 
     py = sys.executable
-    bench = str(REPO / "ops" / "bench")
+    bench = str(REPO / "bench")
     total = sum(end[p] - start[p] for p in end)
     plain_group = f"bench-plain-{stamp}"
     specs = [

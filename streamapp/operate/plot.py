@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from streamapp.errors import StreamappError
 
 if TYPE_CHECKING:
-    from streamapp.ops.tables import Result
+    from streamapp.operate.tables import Result
 
 INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 UP, DOWN = "#26a69a", "#ef5350"

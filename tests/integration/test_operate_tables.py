@@ -122,8 +122,8 @@ def test_candles_exact_values_in_every_format(warehouse, tmp_path):
 
 
 def test_plot_draws_a_body_per_candle(warehouse, tmp_path):
-    from streamapp.ops import tables as ops
-    from streamapp.ops.plot import plot_candles
+    from streamapp.operate import tables as ops
+    from streamapp.operate.plot import plot_candles
 
     client = ops.open_readonly(get_settings())
     result = ops.candles(client, ops.CandleQuery("binance", SYMBOL, "1m", last=5))
@@ -176,7 +176,7 @@ def test_click_rejects_unknown_choices(args):
 
 def test_commands_are_read_only(warehouse):
     from streamapp.errors import StreamappError
-    from streamapp.ops import tables as ops
+    from streamapp.operate import tables as ops
 
     client = ops.open_readonly(get_settings())
     with pytest.raises(StreamappError, match="readonly|READONLY"):
@@ -205,11 +205,11 @@ def test_every_grafana_clickhouse_query_runs_read_only(warehouse):
     import re
     from pathlib import Path
 
-    from streamapp.ops import tables as ops
+    from streamapp.operate import tables as ops
     from streamapp.tables import INTERVALS
 
     client = ops.open_readonly(get_settings())
-    dashboards = sorted((Path(__file__).resolve().parents[2] / "ops" / "grafana" / "dashboards").glob("*.json"))
+    dashboards = sorted((Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards").glob("*.json"))
     ran, candle_rows = 0, None
     for path in dashboards:
         d = json.loads(path.read_text())

@@ -10,7 +10,7 @@ commit interval, linger), their own consumer group, no normalization:
   event (``async for event in stream.events(): await topic.send(...)``), Faust's
   usual per-event path. What Faust's own per-event machinery costs.
 
-    python ops/bench/passthrough.py batch|stream TARGET_TOPIC worker -l warning
+    python bench/passthrough.py batch|stream TARGET_TOPIC worker -l warning
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import faust  # noqa: E402
@@ -30,7 +30,7 @@ from streamapp.dispatch import Outgoing  # noqa: E402
 from streamapp.exchanges import BINANCE  # noqa: E402
 from streamapp.settings import get_settings  # noqa: E402
 
-sys.path.insert(0, str(REPO / "ops" / "bench"))
+sys.path.insert(0, str(REPO / "bench"))
 from throughput import PASSTHROUGH_GROUP as GROUP  # noqa: E402  (the bench times these groups)
 _RAW_BYTES = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 

@@ -10,10 +10,10 @@ import pytest
 
 from streamapp.errors import StreamappError
 from streamapp.feeds import headers as raw_headers
-from streamapp.ops.replay import (
+from streamapp.operate.replay import (
     capture_records, check_offset_range, check_time_range, parse_offsets, parse_speed, parse_symbols, plan_ranges,
 )
-from streamapp.ops.timeparse import format_ms, parse_time_ms
+from streamapp.operate.timeparse import format_ms, parse_time_ms
 
 CAPTURES = Path(__file__).resolve().parents[2] / "streamapp" / "captures"
 
