@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from streamapp import groups, topics  # noqa: E402
 from streamapp.clients.kafka import ensure_topics  # noqa: E402
-from streamapp.feeds import headers  # noqa: E402
+from streamapp import headers  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
 from streamapp.stack import services  # noqa: E402
 

@@ -1,7 +1,8 @@
 """The one Faust app: the normalizer worker.
 
-Agents live in the ``agents`` package beside ``streamapp``, so they are found
-from an explicit module list, not by autodiscovery rooted here. Configuration
+Agents live in the ``agents`` package beside ``streamapp``: the app's ``autodiscover``
+list names their modules, and ``app.discover()`` (``streamapp worker``, ``faust -A ... worker``)
+imports them, so nothing in ``streamapp`` imports ``agents``. Configuration
 is applied lazily (``on_configured``), so importing this module reads no
 environment and connects nowhere:
 

@@ -22,9 +22,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from streamapp import headers as raw_headers
 from streamapp.clients.kafka import ensure_topics
 from streamapp.errors import StreamappError
-from streamapp.feeds import headers as raw_headers
 from streamapp.feeds.frames import Kind
 from streamapp.feeds.handler import protocol_for
 from streamapp.operate.timeparse import format_ms

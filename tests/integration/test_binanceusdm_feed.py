@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streamapp.feeds import headers
+from streamapp import headers
 from streamapp.feeds.handler import FeedHandler, FeedOptions
 from streamapp.settings import Settings
 from streamapp.simulator.capture import load

@@ -17,8 +17,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from streamapp import headers
 from streamapp.clients.kafka import ensure_topics
-from streamapp.feeds import headers, metrics
+from streamapp.feeds import metrics
 from streamapp.feeds.gaps import Gap
 from streamapp.feeds.handler import FeedHandler, FeedOptions
 from streamapp.feeds.resume import watermarks

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from streamapp import headers
 from streamapp.clients.kafka import ensure_topics
-from streamapp.feeds import headers
 from streamapp.feeds.gaps import Gap
 from streamapp.feeds.handler import FeedHandler, FeedOptions
 from streamapp.settings import Settings

@@ -15,10 +15,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from streamapp import headers as raw_headers
 from streamapp import topics
 from streamapp.clients.kafka import ensure_topics
 from streamapp.dispatch import ERROR_CODE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
-from streamapp.feeds import headers as raw_headers
 from tests.integration.kafkautil import end_offsets, read_from
 from tests.integration.processes import Process, free_port
 from tests.shared_data import shared_data_file

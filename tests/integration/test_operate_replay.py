@@ -12,11 +12,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from streamapp import headers as raw_headers
 from streamapp import topics
 from streamapp.clients.kafka import ensure_topics
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
-from streamapp.feeds import headers as raw_headers
 from streamapp.normalize import binance, kraken
 from streamapp.normalize.symbols import SymbolMap
 from streamapp.settings import get_settings

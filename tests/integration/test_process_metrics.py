@@ -19,9 +19,9 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamapp import headers as raw_headers
 from streamapp import topics
 from streamapp.clients.kafka import admin, ensure_topics
-from streamapp.feeds import headers as raw_headers
 from tests.integration.processes import Process, free_port
 
 pytestmark = pytest.mark.integration

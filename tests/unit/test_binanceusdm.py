@@ -16,12 +16,12 @@ import pytest
 
 from records import Trade
 from streamapp import groups, package_data, pipeline, tables, topics
+from streamapp import headers as raw_headers
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import Dispatcher
 from streamapp.exchanges import BINANCE, BINANCEUSDM, EXCHANGES, KRAKEN
 from streamapp.feeds import binance as spot_feed
 from streamapp.feeds import binanceusdm as futures_feed
-from streamapp.feeds import headers as raw_headers
 from streamapp.feeds.gaps import Gap
 from streamapp.feeds.handler import protocol_for
 from streamapp.normalize import binance

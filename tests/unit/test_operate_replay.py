@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamapp import headers as raw_headers
 from streamapp.errors import StreamappError
-from streamapp.feeds import headers as raw_headers
 from streamapp.operate.replay import (
     capture_records, check_offset_range, check_time_range, parse_offsets, parse_speed, parse_symbols, plan_ranges,
 )

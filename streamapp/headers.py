@@ -1,4 +1,5 @@
-"""Header names on raw-topic records, declared once (the normalizer imports them)."""
+"""Header names on raw-topic records, declared once: the feeds write them, the normalizer and
+``streamapp replay`` read them."""
 
 RECEIVE_TIME_US = "streamapp.receive_time_us"  # ASCII decimal, µs since the epoch (UTC)
 CONNECTION_ID = "streamapp.connection_id"      # the feed connection that received the frame
