@@ -2,7 +2,9 @@
 
 Layers, lowest first (a module's layer is that of its longest prefix in ``LAYERS``):
 records ← names, errors ← settings ← codecs, normalize, clients, … ← feeds, simulator, the
-normalizer, stack, … ← commands, agents ← cli. Read from the source (ast), nothing imported.
+normalizer, stack, … ← commands ← cli; the Faust agents (``agents/``, beside the package) sit on
+top: nothing in streamapp imports them (the app finds them through its autodiscover list).
+Read from the source (ast), nothing imported.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ LAYERS: dict[str, int] = {
     "streamapp.feeds": 4, "streamapp.simulator": 4, "streamapp.dispatch": 4, "streamapp.app": 4,
     "streamapp.stack": 4, "streamapp.pipeline": 4, "streamapp.coldtier": 4, "streamapp.operate": 4,
     "streamapp.captures": 4, "streamapp.sql": 4,
-    # 5: the Faust agents and the commands that start the parts
-    "agents": 5, "streamapp.commands": 5,
+    # 5: the commands that start the parts
+    "streamapp.commands": 5,
     # 6: the command line
     "streamapp.cli": 6,
+    # 7: the Faust agents, loaded by app.discover() from the app's autodiscover list
+    "agents": 7,
 }
 
 
