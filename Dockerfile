@@ -5,6 +5,7 @@ COPY setup.cfg pyproject.toml README.md ./
 COPY streamapp streamapp
 COPY agents agents
 COPY records records
-COPY ops ops
+COPY deploy deploy
+COPY bench bench
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["streamapp"]

@@ -13,7 +13,7 @@ TEST_ENV = STREAMAPP_HOME=$(TEST_HOME) \
 	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8123
 
 # `make bench` starts its own stack too (.stack-bench/, ports 29092/28081), so it never
-# touches yours or the tests'; BENCH_ARGS go to ops/bench/throughput.py (see its --help).
+# touches yours or the tests'; BENCH_ARGS go to bench/throughput.py (see its --help).
 BENCH_HOME ?= $(CURDIR)/.stack-bench
 BENCH_PORT_PREFIX ?= 2
 BENCH_ENV = STREAMAPP_HOME=$(BENCH_HOME) \
@@ -25,7 +25,7 @@ BENCH_ENV = STREAMAPP_HOME=$(BENCH_HOME) \
 .PHONY: install demo test unit bench down
 
 install:
-	PYTHON=$(PYTHON) ops/scripts/install.sh
+	PYTHON=$(PYTHON) deploy/scripts/install.sh
 
 demo: install
 	streamapp pipeline up
@@ -37,7 +37,7 @@ unit: install
 	$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 bench: install
-	$(BENCH_ENV) PYTHONPATH=$(CURDIR) $(PYTHON) ops/bench/throughput.py $(BENCH_ARGS)
+	$(BENCH_ENV) PYTHONPATH=$(CURDIR) $(PYTHON) bench/throughput.py $(BENCH_ARGS)
 
 down:
 	streamapp pipeline down

@@ -2,7 +2,7 @@
 
 The schema file is the contract (registered in the schema registry, read by
 ClickHouse's ``AvroConfluent``); the dataclass mirrors it field for field, in
-the same order (``tests/unit/test_trade_record.py`` checks that). Prices and
+the same order (``tests/unit/records/test_trade_record.py`` checks that). Prices and
 quantities are exact ``Decimal``; times are integer microseconds since the
 Unix epoch, UTC.
 """

@@ -1,7 +1,8 @@
 """The one Faust app: the normalizer worker.
 
-Agents live in the ``agents`` package beside ``streamapp``, so they are found
-from an explicit module list, not by autodiscovery rooted here. Configuration
+Agents live in the ``agents`` package beside ``streamapp``: the app's ``autodiscover``
+list names their modules, and ``app.discover()`` (``streamapp worker``, ``faust -A ... worker``)
+imports them, so nothing in ``streamapp`` imports ``agents``. Configuration
 is applied lazily (``on_configured``), so importing this module reads no
 environment and connects nowhere:
 
@@ -33,7 +34,7 @@ def _configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
 
 
 def configure(conf: Any) -> None:
-    """The worker's Faust settings from ours (also used by the pass-through apps of ops/bench)."""
+    """The worker's Faust settings from ours (also used by the pass-through apps of bench/)."""
     settings = get_settings()
     conf.broker = [f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)

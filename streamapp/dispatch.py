@@ -25,9 +25,9 @@ from typing import Callable, Iterable, Mapping
 
 from prometheus_client import Counter, Histogram
 
+from streamapp import headers as raw_headers
 from streamapp import topics
 from streamapp.codecs.avro import CodecError, TradeAvroCodec
-from streamapp.feeds import headers as raw_headers
 from streamapp.normalize.result import BAD_VALUE, MISSING_FIELD, UNKNOWN_SYMBOL, Ignored, Rejection, Result
 from streamapp.normalize.symbols import SymbolMap
 

@@ -16,9 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streamapp.feeds import binance as binance_feed
-from streamapp.feeds import binanceusdm as binanceusdm_feed
-from streamapp.feeds import kraken as kraken_feed
+from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN, REST_URLS, WS_URLS
 
 
 class Settings(BaseSettings):
@@ -103,20 +101,20 @@ class Settings(BaseSettings):
     stack_start_timeout_s: float = 90.0
 
     # --- feed handlers (`streamapp feed run` / `feed record`; their options override these) ---
-    binance_ws_url: str = Field(binance_feed.DEFAULT_URL, description="Binance WebSocket (combined streams) URL.")
+    binance_ws_url: str = Field(WS_URLS[BINANCE], description="Binance WebSocket (combined streams) URL.")
     binanceusdm_ws_url: str = Field(
-        binanceusdm_feed.DEFAULT_URL, description="Binance USDⓈ-M futures WebSocket (combined streams) URL."
+        WS_URLS[BINANCEUSDM], description="Binance USDⓈ-M futures WebSocket (combined streams) URL."
     )
-    kraken_ws_url: str = Field(kraken_feed.DEFAULT_URL, description="Kraken WebSocket v2 URL.")
+    kraken_ws_url: str = Field(WS_URLS[KRAKEN], description="Kraken WebSocket v2 URL.")
     binance_rest_url: str = Field(
-        binance_feed.DEFAULT_REST_URL, description="Binance REST base URL: its symbol list, and trade-id gap backfill."
+        REST_URLS[BINANCE], description="Binance REST base URL: its symbol list, and trade-id gap backfill."
     )
     binanceusdm_rest_url: str = Field(
-        binanceusdm_feed.DEFAULT_REST_URL,
+        REST_URLS[BINANCEUSDM],
         description="Binance USDⓈ-M futures REST base URL: its symbol list, and trade-id gap backfill.",
     )
     kraken_rest_url: str = Field(
-        kraken_feed.DEFAULT_REST_URL, description="Kraken REST base URL: its symbol list, and trade-id gap backfill."
+        REST_URLS[KRAKEN], description="Kraken REST base URL: its symbol list, and trade-id gap backfill."
     )
     feed_backfill: bool = Field(
         True, description="Backfill trade-id gaps from REST; false: only detect and count them (offline runs)."
@@ -166,13 +164,13 @@ class Settings(BaseSettings):
     # --- derived -----------------------------------------------------------
     def feed_ws_url(self, exchange: str) -> str:
         """The WebSocket URL the feed connects to for ``exchange`` (``binance``, ``binanceusdm`` or ``kraken``)."""
-        return {binance_feed.EXCHANGE: self.binance_ws_url, binanceusdm_feed.EXCHANGE: self.binanceusdm_ws_url,
-                kraken_feed.EXCHANGE: self.kraken_ws_url}[exchange]
+        return {BINANCE: self.binance_ws_url, BINANCEUSDM: self.binanceusdm_ws_url,
+                KRAKEN: self.kraken_ws_url}[exchange]
 
     def feed_rest_url(self, exchange: str) -> str:
         """The REST base URL the feed backfills ``exchange``'s gaps from."""
-        return {binance_feed.EXCHANGE: self.binance_rest_url, binanceusdm_feed.EXCHANGE: self.binanceusdm_rest_url,
-                kraken_feed.EXCHANGE: self.kraken_rest_url}[exchange]
+        return {BINANCE: self.binance_rest_url, BINANCEUSDM: self.binanceusdm_rest_url,
+                KRAKEN: self.kraken_rest_url}[exchange]
 
     @property
     def replication_factor(self) -> int:

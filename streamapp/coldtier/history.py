@@ -17,7 +17,7 @@ from pyiceberg.expressions import BooleanExpression
 from streamapp.coldtier import catalog, schemas
 from streamapp.errors import StreamappError
 from streamapp import tables as hot_names
-from streamapp.ops.tables import CANDLE_COLUMNS, TAIL_ORDER, CandleQuery, Result, query
+from streamapp.operate.tables import CANDLE_COLUMNS, TAIL_ORDER, CandleQuery, Result, query
 from streamapp.settings import Settings
 
 TIERS = ("hot", "cold", "auto")

@@ -184,7 +184,7 @@ def offload_trade_hours(client: Client, cat: Catalog, settings: Settings, stats:
 def _query_arrow(client: Client, sql: str, params: dict) -> pa.Table:
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from streamapp.ops.tables import server_message
+    from streamapp.operate.tables import server_message
 
     try:
         return client.query_arrow(sql, parameters=params)

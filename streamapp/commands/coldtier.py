@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streamapp.ops.formats import cell
-from streamapp.ops.status import parse_window
-from streamapp.ops.timeparse import parse_time_ms
+from streamapp.operate.formats import cell
+from streamapp.operate.status import parse_window
+from streamapp.operate.timeparse import parse_time_ms
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import click
 
 from streamapp import pipeline, tables
 from streamapp.clients.clickhouse import connect
-from streamapp.ops import formats
+from streamapp.operate import formats
 from streamapp.settings import get_settings
 from streamapp.commands.stack import echo_status
 from streamapp.stack import services

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from streamapp.ops import replay as ops
-from streamapp.ops.timeparse import parse_time_ms
+from streamapp.operate import replay as ops
+from streamapp.operate.timeparse import parse_time_ms
 from streamapp.settings import get_settings
 
 

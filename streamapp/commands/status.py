@@ -7,7 +7,7 @@ import json
 import click
 from rich.console import Console
 
-from streamapp.ops import status as ops
+from streamapp.operate import status as ops
 from streamapp.settings import get_settings
 
 

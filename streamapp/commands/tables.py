@@ -10,10 +10,10 @@ import click
 from streamapp import tables as table_names
 from streamapp.errors import StreamappError
 from streamapp.exchanges import EXCHANGES
-from streamapp.ops import formats
-from streamapp.ops import tables as ops
-from streamapp.ops.plot import plot_candles
-from streamapp.ops.timeparse import parse_time_ms
+from streamapp.operate import formats
+from streamapp.operate import tables as ops
+from streamapp.operate.plot import plot_candles
+from streamapp.operate.timeparse import parse_time_ms
 from streamapp.settings import get_settings
 
 _format = click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="table", show_default=True,

@@ -21,7 +21,6 @@ def worker(loglevel: str) -> None:
     """
     from faust import Worker
 
-    import agents.normalizer  # noqa: F401 - registers the agents
     from streamapp import topics
     from streamapp.app import app
     from streamapp.clients.kafka import ensure_topics
@@ -31,4 +30,5 @@ def worker(loglevel: str) -> None:
         # aiokafka builds a debug record for every message sent; keep it off the hot path.
         logging.getLogger("aiokafka").setLevel(logging.INFO)
     ensure_topics(settings, topics.PIPELINE_TOPICS)
+    app.discover()  # imports the app's agent modules (its autodiscover list), which register the agents
     Worker(app, loglevel=loglevel.upper()).execute_from_commandline()

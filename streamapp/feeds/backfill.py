@@ -25,8 +25,9 @@ from typing import Callable
 
 import aiohttp
 
+from streamapp import headers
 from streamapp.backoff import backoff_delay
-from streamapp.feeds import headers, metrics
+from streamapp.feeds import metrics
 from streamapp.feeds.gaps import Gap
 
 log = logging.getLogger(__name__)

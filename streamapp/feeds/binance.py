@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 
 import orjson
 
-from streamapp.exchanges import BINANCE
+from streamapp.exchanges import BINANCE, REST_URLS, WS_URLS
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap
 
 EXCHANGE = BINANCE
-DEFAULT_URL = "wss://stream.binance.com:9443/stream"
-DEFAULT_REST_URL = "https://api.binance.com"
+DEFAULT_URL = WS_URLS[EXCHANGE]
+DEFAULT_REST_URL = REST_URLS[EXCHANGE]
 MAX_SYMBOLS_PER_CONNECTION = 1024
 DEFAULT_SYMBOLS_PER_CONNECTION = 200
 # Binance closes every connection after 24 h; rotate well before, with an overlap.

@@ -17,7 +17,7 @@ feed does not send: without one, a failed backfill is counted, never fatal.
 
 from __future__ import annotations
 
-from streamapp.exchanges import BINANCEUSDM
+from streamapp.exchanges import BINANCEUSDM, REST_URLS, WS_URLS
 from streamapp.feeds.binance import (  # noqa: F401 - the protocol interface, shared with spot
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_SYMBOLS_PER_CONNECTION,
@@ -35,8 +35,8 @@ from streamapp.feeds.binance import (  # noqa: F401 - the protocol interface, sh
 from streamapp.feeds.gaps import Gap
 
 EXCHANGE = BINANCEUSDM
-DEFAULT_URL = "wss://fstream.binance.com/stream"
-DEFAULT_REST_URL = "https://fapi.binance.com"
+DEFAULT_URL = WS_URLS[EXCHANGE]
+DEFAULT_REST_URL = REST_URLS[EXCHANGE]
 HISTORY_PATH = "/fapi/v1/historicalTrades"
 BACKFILL_PAGE = 500  # the futures endpoint's maximum page
 

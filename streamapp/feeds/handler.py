@@ -21,10 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from streamapp import topics
+from streamapp import headers, topics
 from streamapp.clients import listings
 from streamapp.errors import StreamappError
-from streamapp.feeds import binance, binanceusdm, headers, kraken, metrics, resume
+from streamapp.feeds import binance, binanceusdm, kraken, metrics, resume
 from streamapp.feeds.backfill import Backfiller
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap, GapTracker

@@ -25,14 +25,14 @@ from urllib.parse import urlencode
 
 import orjson
 
-from streamapp.exchanges import KRAKEN
+from streamapp.exchanges import KRAKEN, REST_URLS, WS_URLS
 from streamapp.feeds.frames import Frame, Kind
 from streamapp.feeds.gaps import Gap
 from streamapp.normalize.timeutil import rfc3339_to_us
 
 EXCHANGE = KRAKEN
-DEFAULT_URL = "wss://ws.kraken.com/v2"
-DEFAULT_REST_URL = "https://api.kraken.com"
+DEFAULT_URL = WS_URLS[EXCHANGE]
+DEFAULT_REST_URL = REST_URLS[EXCHANGE]
 MAX_SYMBOLS_PER_CONNECTION = 500
 DEFAULT_SYMBOLS_PER_CONNECTION = 100
 MAX_CONNECTION_AGE_S = None  # no documented cut-off

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from streamapp.feeds import headers
+from streamapp import headers
 from streamapp.feeds.frames import Kind
 from streamapp.settings import Settings
 

@@ -269,7 +269,7 @@ def test_a_late_trade_updates_its_old_candle(stack, pipeline):
 
     from confluent_kafka import Producer
 
-    from streamapp.feeds import headers
+    from streamapp import headers
 
     client, _logs, _worker = pipeline
     settings = stack
@@ -317,7 +317,7 @@ def test_a_spot_trade_and_a_futures_trade_with_the_same_id_both_reach_silver(sta
 
     from confluent_kafka import Producer
 
-    from streamapp.feeds import headers
+    from streamapp import headers
 
     client, _logs, _worker = pipeline
     trade_id = 8 * 10**15 + int(uuid.uuid4().int % 10**9)  # fresh each run

@@ -24,7 +24,7 @@ from streamapp import tables, topics
 from streamapp.clients.clickhouse import connect
 from streamapp.clients.kafka import ensure_topics
 from tests.integration.processes import Process, free_port
-from tests.integration.test_feed_simulator import SPOT
+from tests.integration.feeds.test_feed_simulator import SPOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

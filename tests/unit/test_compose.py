@@ -24,10 +24,10 @@ def env_of(name: str) -> dict[str, str]:
 
 
 def test_valid_against_the_compose_specification():
-    # docker-compose (Debian's package, installed by ops/scripts/install.sh) validates
+    # docker-compose (Debian's package, installed by deploy/scripts/install.sh) validates
     # against the Compose specification's JSON schema without needing an engine.
     tool = shutil.which("docker-compose")
-    assert tool, "docker-compose is missing: run ops/scripts/install.sh"
+    assert tool, "docker-compose is missing: run deploy/scripts/install.sh"
     result = subprocess.run([tool, "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

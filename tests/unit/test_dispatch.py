@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from records import Trade
+from streamapp import headers as raw_headers
 from streamapp import topics
 from streamapp.codecs.avro import TradeAvroCodec
 from streamapp.dispatch import (
     ERROR_CODE, ERROR_MESSAGE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, Dispatcher,
 )
-from streamapp.feeds import headers as raw_headers
 from streamapp.normalize import binance, kraken
 from streamapp.normalize.symbols import SymbolMap
 

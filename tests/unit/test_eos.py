@@ -4,7 +4,7 @@ The consumer here is a real :class:`streamapp.eos.BatchConsumer` built without
 Faust's start-up; its Faust collaborators (transaction manager, transactional
 producers) are stand-ins with aiokafka's shape that record what they are asked
 to do. The whole path with Faust, the broker and a SIGKILL is
-tests/integration/test_normalizer.py.
+tests/integration/agents/test_normalizer.py.
 """
 
 from __future__ import annotations
