@@ -8,19 +8,19 @@ The simulator serves the spot and futures captures at once, each as its own exch
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import orjson
 import pytest
 
 from streamapp import headers
-from streamapp.feeds.handler import FeedHandler, FeedOptions
 from streamapp.settings import Settings
 from streamapp.simulator.capture import load
 from streamapp.simulator.faults import Faults
 from streamapp.simulator.server import RunningSimulator, Simulator
-from tests.integration.feeds.test_feed_simulator import CAPTURES, SPOT, by_key, capture_frames, consume, header, new_topic
+from tests.integration.feeds.test_feed_simulator import (
+    CAPTURES, SPOT, by_key, capture_frames, consume, header, new_topic, run_feed,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -66,26 +66,10 @@ def test_the_futures_feed_publishes_futures_frames_byte_for_byte_and_backfills_g
     topic = new_topic(settings, "binanceusdm")
     simulator = Simulator(load([SPOT, FUTURES]), faults=Faults(skip_every=2000, skip_count=3))
 
-    async def go() -> FeedHandler:
-        async with RunningSimulator(simulator) as sim:
-            handler = FeedHandler(settings, FeedOptions(
-                "binanceusdm", ["BTCUSDT"], url=sim.ws_url("/fstream/stream"), topic=topic, rest_url=sim.url(""),
-                backoff_base_s=0.05, backoff_cap_s=0.5))
-            stop = asyncio.Event()
-            task = asyncio.create_task(handler.run(stop))
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and not task.done():
-                if handler.backfiller is not None and simulator.skipped and \
-                        handler.backfiller.backfilled >= len(simulator.skipped) and \
-                        handler.publisher.delivered >= len(frames) - len(simulator.skipped) + len(handler.sink.gaps):
-                    break
-                await asyncio.sleep(0.05)
-            assert not task.done(), "the feed handler stopped by itself"
-            stop.set()
-            await asyncio.wait_for(task, 40)
-        return handler
-
-    handler = asyncio.run(go())
+    handler = asyncio.run(run_feed(
+        settings, simulator, "binanceusdm", ["BTCUSDT"], topic, backfill=True, timeout_s=90, until=lambda h: (
+            h.backfiller is not None and simulator.skipped and h.backfiller.backfilled >= len(simulator.skipped)
+            and h.publisher.delivered >= len(frames) - len(simulator.skipped) + len(h.sink.gaps))))
     skipped = sorted(ids[seq] for _stream, seq in simulator.skipped)
     assert len(skipped) == 4 * 3 and len(handler.sink.gaps) == 4  # a gap of 3 after every 2000 frames
     sent = [f for f, i in zip(frames, ids) if i not in set(skipped)]

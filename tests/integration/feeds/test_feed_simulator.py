@@ -20,6 +20,7 @@ from streamapp import headers
 from streamapp.clients.kafka import ensure_topics
 from streamapp.feeds.gaps import Gap
 from streamapp.feeds.handler import FeedHandler, FeedOptions
+from streamapp.pipeline import SIMULATOR_PATHS
 from streamapp.settings import Settings
 from streamapp.simulator.capture import load
 from streamapp.simulator.faults import Faults
@@ -66,11 +67,14 @@ def consume(settings: Settings, topic: str, count: int, timeout_s: float = 60.0)
 
 
 async def run_feed(settings, simulator: Simulator, exchange: str, symbols: list[str], topic: str, *,
-                   until, timeout_s: float = 60.0, **options) -> FeedHandler:
-    path = "/stream" if exchange == "binance" else "/v2"
+                   until, timeout_s: float = 60.0, backfill: bool = False, **options) -> FeedHandler:
+    """A feed handler on the simulator's path for ``exchange`` until ``until(handler)``; with ``backfill``,
+    gaps are backfilled from the simulator's REST endpoints."""
     async with RunningSimulator(simulator) as sim:
-        handler = FeedHandler(settings, FeedOptions(exchange, symbols, url=sim.ws_url(path), topic=topic,
-                                                    backoff_base_s=0.05, backoff_cap_s=0.5, **options))
+        if backfill:
+            options["rest_url"] = sim.url("")
+        handler = FeedHandler(settings, FeedOptions(exchange, symbols, url=sim.ws_url(SIMULATOR_PATHS[exchange]),
+                                                    topic=topic, backoff_base_s=0.05, backoff_cap_s=0.5, **options))
         stop = asyncio.Event()
         task = asyncio.create_task(handler.run(stop))
         deadline = time.monotonic() + timeout_s
@@ -133,24 +137,13 @@ def test_binance_faults_disconnects_skips_malformed_shutdown(settings):
     simulator.faults.request("shutdown")
 
     async def go():
-        return await run_feed(settings, simulator, "binance", ["BTCUSDT"], topic, rest_url="http://unused",
+        return await run_feed(settings, simulator, "binance", ["BTCUSDT"], topic, backfill=True,
                               overlap_s=0.3, until=lambda h: (
                                   h.runner.counts.get("trade", 0) + 0 >= len(frames) - len(simulator.skipped)
                                   and h.publisher.delivered >= len(frames) - len(simulator.skipped) + len(h.sink.gaps)
                                   and h.backfiller.backfilled >= len(simulator.skipped)))
 
-    # the backfill goes to the simulator's REST endpoint: patch the URL once the port is known
-    original = FeedHandler.__init__
-
-    def init(self, settings_, options):
-        options.rest_url = options.url.replace("ws://", "http://").rsplit("/", 1)[0]
-        original(self, settings_, options)
-
-    FeedHandler.__init__ = init
-    try:
-        handler = asyncio.run(go())
-    finally:
-        FeedHandler.__init__ = original
+    handler = asyncio.run(go())
 
     skipped_ids = sorted(ids[seq] for _stream, seq in simulator.skipped)
     assert skipped_ids, "the skip fault did not fire"
