@@ -22,7 +22,7 @@ BENCH_ENV = STREAMAPP_HOME=$(BENCH_HOME) \
 	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8081 \
 	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8123
 
-.PHONY: install demo test unit bench down
+.PHONY: install demo test test-faults unit bench down
 
 install:
 	PYTHON=$(PYTHON) deploy/scripts/install.sh
@@ -31,7 +31,11 @@ demo: install
 	streamapp pipeline up
 
 test: install
-	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m "not faults" $(PYTEST_ARGS)
+
+# Fault runs of a worker fleet (minutes each, one known defect: see the README's Tests section).
+test-faults: install
+	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m faults $(PYTEST_ARGS)
 
 unit: install
 	$(PYTHON) -m pytest -q -m "not integration" $(PYTEST_ARGS)
