@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -96,19 +97,26 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.3)
 
 
-def test_a_changed_broker_list_recreates_the_kafka_tables_which_resume_from_their_offsets(migrated):
-    settings = migrated
-    client = connect(settings)
-    topic = topics.normalized("binance")
+def publisher(settings, exchange: str) -> Callable[[list[Trade]], None]:
+    """Publish trades, Avro-encoded, straight to ``exchange``'s normalized topic (what the Kafka table reads)."""
+    topic = topics.normalized(exchange)
     ensure_topics(settings, topics.PIPELINE_TOPICS)
     codec = TradeAvroCodec(asyncio.run(register_trade_schema(settings, topic)))
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
-    symbol = f"K{uuid.uuid4().hex[:8].upper()}/USDT"
 
     def publish(batch: list[Trade]) -> None:
         for trade in batch:
             producer.produce(topic, codec.encode(trade), trade.symbol.encode())
         assert producer.flush(30) == 0
+
+    return publish
+
+
+def test_a_changed_broker_list_recreates_the_kafka_tables_which_resume_from_their_offsets(migrated):
+    settings = migrated
+    client = connect(settings)
+    publish = publisher(settings, "binance")
+    symbol = f"K{uuid.uuid4().hex[:8].upper()}/USDT"
 
     # As ClickHouse sees it, the same broker by another name.
     moved = {"STREAMAPP_CLICKHOUSE_KAFKA_BROKER_LIST": settings.kafka_bootstrap_servers.replace("127.0.0.1", "localhost")}
@@ -154,16 +162,8 @@ def test_a_changed_broker_list_recreates_the_kafka_tables_which_resume_from_thei
 def test_a_kafka_table_left_missing_by_an_interrupted_recreate_is_created_and_resumes(migrated):
     settings = migrated
     client = connect(settings)
-    topic = topics.normalized("kraken")
-    ensure_topics(settings, topics.PIPELINE_TOPICS)
-    codec = TradeAvroCodec(asyncio.run(register_trade_schema(settings, topic)))
-    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+    publish = publisher(settings, "kraken")
     symbol = f"M{uuid.uuid4().hex[:8].upper()}/USD"
-
-    def publish(batch: list[Trade]) -> None:
-        for trade in batch:
-            producer.produce(topic, codec.encode(trade), trade.symbol.encode())
-        assert producer.flush(30) == 0
 
     publish(trades_for(symbol, 1, 20, "kraken"))
     wait_until(lambda: bronze_rows(client, symbol, "kraken") == 20, 90, "the first trades in Bronze")
