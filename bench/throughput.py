@@ -27,7 +27,14 @@ Machines here are shared and noisy: compare the ratios of one run, not
 absolute figures across runs. The table is printed and saved as JSON and
 Markdown (``--out``, default ``bench-results/``).
 
+Then (``--sections``, default all three) it starts the warehouse and runs
+bench/freshness.py's sections: ``latency`` (receive -> Silver and receive ->
+visible in ``gold_ohlcv_1m_final`` at 1,000 and 5,000 trades/s, and the highest
+rate sustained for a minute with bounded lag) and ``ingest`` (trades/s through
+the Kafka engine into Silver and Gold), saved as ``freshness.{json,md}``.
+
     python bench/throughput.py [--records 1000000] [--workers 1,2,3] [--out bench-results]
+    python bench/throughput.py --sections latency --rates 1000,5000   # only the latency runs
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ from streamapp.clients.kafka import ensure_topics  # noqa: E402
 from streamapp import headers  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
 from streamapp.stack import services  # noqa: E402
+from streamapp.clients.clickhouse import connect  # noqa: E402
+
+import freshness  # noqa: E402  (bench/freshness.py: latency and warehouse ingest)
 
 PASSTHROUGH_GROUP = {"batch": "streamapp-bench-passthrough-batch", "stream": "streamapp-bench-passthrough-stream"}
 
@@ -154,10 +164,10 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def set_group_offsets(settings: Settings, group: str, offsets: dict[int, int]) -> None:
-    """Point ``group`` at ``offsets`` of the raw topic (the group must have no members)."""
+def set_group_offsets(settings: Settings, group: str, offsets: dict[int, int], topic: str = RAW) -> None:
+    """Point ``group`` at ``offsets`` of ``topic`` (the group must have no members)."""
     admin = AdminClient(settings.kafka_client_config())
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(RAW, p, o) for p, o in offsets.items()])
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in offsets.items()])
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -271,13 +281,33 @@ def main() -> None:
                         help="baselines to run before the workers: plain (loop), batch and events (pass-throughs); "
                              "the plain loop first, as ratios are to the first run")
     parser.add_argument("--keep-stack", action="store_true", help="leave the stack running afterwards")
+    parser.add_argument("--sections", default="throughput,latency,ingest",
+                        help="what to run: throughput (this file), latency and ingest (bench/freshness.py, which "
+                             "also need the warehouse)")
+    freshness.add_arguments(parser.add_argument_group("latency and ingest (bench/freshness.py)"))
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    if unknown := sections - {"throughput", "latency", "ingest"}:
+        parser.error(f"unknown sections {sorted(unknown)}: choose from throughput, latency, ingest")
     settings = get_settings()
-    which = tuple(s for s in services.SERVICES if s.name in ("broker", "registry"))
+    wanted = ("broker", "registry", "warehouse") if sections & {"latency", "ingest"} else ("broker", "registry")
+    which = tuple(s for s in services.SERVICES if s.name in wanted)
     already = {row.name for row in services.status(settings, which) if row.running}
-    services.up(settings, which)
+    # The warehouse starts after the throughput runs (its Kafka tables would read their output meanwhile);
+    # one already running has its binance Kafka table paused for them.
+    services.up(settings, tuple(s for s in which if s.name != "warehouse"))
     try:
-        run_all(settings, args)
+        if "throughput" in sections:
+            warehouse = services.service(settings, "warehouse")
+            if any(row.running for row in services.status(settings, (warehouse,))):
+                freshness.prepare_warehouse(settings)
+                with freshness.paused(connect(settings)):
+                    run_all(settings, args)
+            else:
+                run_all(settings, args)
+        if sections & {"latency", "ingest"}:
+            services.up(settings, which)
+            freshness.run(settings, args, sections, args.out)
     finally:
         if not args.keep_stack:
             for svc in reversed(which):
