@@ -12,7 +12,7 @@ TEST_ENV = STREAMAPP_HOME=$(TEST_HOME) \
 	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8081 \
 	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(TEST_PORT_PREFIX)8123
 
-# `make bench` starts its own stack too (.stack-bench/, ports 29092/28081), so it never
+# `make bench` starts its own stack too (.stack-bench/, ports 29092/28081/28123), so it never
 # touches yours or the tests'; BENCH_ARGS go to bench/throughput.py (see its --help).
 BENCH_HOME ?= $(CURDIR)/.stack-bench
 BENCH_PORT_PREFIX ?= 2

@@ -2,9 +2,9 @@
 
 Starts its own stack (broker and registry under ``$STREAMAPP_HOME``, on the
 ports of the ``STREAMAPP_*`` settings; the Makefile gives it ``.stack-bench/``
-and ports 29092/28081), builds the input from the real trades of the bundled
-captures (``streamapp/captures/binance_*_trades_*.jsonl.gz``, 13,049 trades) copied until
-there are ``--records`` (default 1,000,000), each copy with fresh trade ids,
+and ports 29092/28081, and 28123 for the warehouse of the latency and ingest
+sections), builds the input from the real trades of the bundled captures
+(``streamapp/captures/binance_*_trades_*.jsonl.gz``, 13,049 trades) copied until there are ``--records`` (default 1,000,000), each copy with fresh trade ids,
 spread over the raw topic's partitions (3) a whole copy at a time, and runs,
 one after the other on that same input, each from the input's first offset:
 
