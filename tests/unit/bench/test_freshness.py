@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,10 @@ def test_rates_climb_until_one_fails_then_only_the_required_ones_run():
     assert freshness.rates_to_run(rates, [1000, 5000], {1000: True, 2000: False}) == [5000]
     assert freshness.rates_to_run(rates, [1000, 5000], {1000: True, 2000: False, 5000: False}) == []
     assert freshness.rates_to_run(rates, [1000, 5000], {1000: True, 2000: True, 5000: True, 8000: False}) == []
+
+
+def test_each_run_starts_its_ids_above_the_last_runs_so_the_feed_does_not_drop_them_as_already_published():
+    first = freshness.fresh_first_id()
+    time.sleep(0.002)
+    assert freshness.fresh_first_id() > first + 1_000_000  # a run of a million trades ends below the next start
+    assert first < 2**63  # trade_seq is an Int64 in Silver
