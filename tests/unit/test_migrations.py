@@ -125,6 +125,20 @@ def test_each_materialized_view_selects_its_target_columns_in_order():
         assert _selected(statement) == creates[target], (target, statement[:80])
 
 
+def test_each_rolled_up_gold_view_has_the_columns_of_the_table_it_replaces():
+    """0008's gold_ohlcv_<i> views stand in for 0003's tables: same columns, same order (readers and _final)."""
+    creates, views = {}, {}
+    for statement in _statements():
+        if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement):
+            creates[match.group(1)] = _columns(statement)
+        elif match := re.match(r"CREATE VIEW IF NOT EXISTS (\w+) AS\n", statement):
+            views[match.group(1)] = statement
+    rolled = [tables.gold(i) for i in tables.INTERVALS if i != tables.STORED_INTERVAL]
+    for name in rolled:
+        assert f"FROM (SELECT *, window_start AS minute FROM {tables.GOLD_STORED})" in views[name], name
+        assert _selected(views[name]) == creates[name] == creates[tables.GOLD_STORED], name
+
+
 def _final_view_queries() -> dict[str, str]:
     """Each materialized view's query after every migration (a later MODIFY QUERY replaces it)."""
     queries = {}
