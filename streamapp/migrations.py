@@ -197,6 +197,7 @@ class Drift:
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\b")
 _MODIFY_TTL = re.compile(r"^ALTER TABLE (\w+) MODIFY TTL\s+(.+)$", re.DOTALL)
+_DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (\w+)$")
 _ENGINE_KAFKA = re.compile(r"\bENGINE\s*=\s*Kafka\b")
 _SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
 _INTERVAL = re.compile(r"\bINTERVAL\s+(\d+)\s+(SECOND|MINUTE|HOUR|DAY|WEEK|MONTH|QUARTER|YEAR)\b", re.IGNORECASE)
@@ -242,7 +243,10 @@ def same_expression(a: str, b: str) -> bool:
 
 
 def wanted_tables(settings: Settings, applied_migrations: list[Migration]) -> dict[str, Wanted]:
-    """Each table ``applied_migrations`` create, as they would create it under ``settings``."""
+    """Each table ``applied_migrations`` create, as they would create it under ``settings``.
+
+    A table a later migration drops is not wanted (0008 replaces gold_ohlcv_5m…1d by views).
+    """
     values = placeholders(settings)
     marks = {key: "{" + key + "}" for key in values}
     wanted: dict[str, Wanted] = {}
@@ -264,6 +268,8 @@ def wanted_tables(settings: Settings, applied_migrations: list[Migration]) -> di
                     found = {**(old.placeholders or {}),
                              TTL: tuple(_PLACEHOLDER.findall(_MODIFY_TTL.match(template).group(2)))}
                     wanted[table] = Wanted(table, old.create, " ".join(ttl.split()), old.kafka, found)
+            elif match := _DROP_TABLE.match(statement):
+                wanted.pop(match.group(1), None)
     return wanted
 
 

@@ -9,6 +9,8 @@ KAFKA_ERRORS = "kafka_errors"
 TRADE_IDENTITIES = "trade_identities"
 
 INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "1d")
+# Gold stores the states of this interval only; every other interval rolls them up when read (0008).
+STORED_INTERVAL = "1m"
 
 
 def kafka(exchange: str) -> str:
@@ -20,7 +22,7 @@ def bronze(exchange: str) -> str:
 
 
 def gold(interval: str) -> str:
-    """AggregatingMergeTree of candle states."""
+    """Candle states: the AggregatingMergeTree for :data:`STORED_INTERVAL`, a view rolling it up for the rest."""
     return f"gold_ohlcv_{interval}"
 
 
@@ -32,4 +34,5 @@ def candles(interval: str) -> str:
 KAFKA_TABLES = tuple(kafka(e) for e in EXCHANGES)
 BRONZE_TABLES = tuple(bronze(e) for e in EXCHANGES)
 GOLD_TABLES = tuple(gold(i) for i in INTERVALS)
+GOLD_STORED = gold(STORED_INTERVAL)
 CANDLE_VIEWS = tuple(candles(i) for i in INTERVALS)

@@ -7,6 +7,7 @@ at its end; a stack a developer already runs is used and left alone.
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -41,6 +42,18 @@ def migrated(stack) -> Settings:
     for migration in migrations.pending(client, migrations.discover()):
         migrations.apply(client, stack, migration)
     return stack
+
+
+@pytest.fixture
+def scratch_database(stack):
+    """A database of its own on the stack's warehouse; its Kafka tables point at a closed port (no consumer)."""
+    name = f"upgrade_{uuid.uuid4().hex[:8]}"
+    admin = connect(stack)
+    admin.command(f"CREATE DATABASE {name}")
+    settings = stack.model_copy(update={"clickhouse_url": f"{stack.clickhouse_url.rstrip('/')}/{name}",
+                                        "clickhouse_kafka_broker_list": "127.0.0.1:9"})
+    yield settings
+    admin.command(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture

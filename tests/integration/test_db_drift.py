@@ -50,7 +50,7 @@ def engine_full(client, database: str, table: str) -> str:
 
 @pytest.mark.parametrize(("variable", "days", "changed"), [
     ("STREAMAPP_HOT_RETENTION_DAYS", "7", (tables.SILVER, tables.KAFKA_ERRORS, *tables.BRONZE_TABLES)),
-    ("STREAMAPP_GOLD_RETENTION_DAYS", "400", (*tables.GOLD_TABLES, tables.TRADE_IDENTITIES)),
+    ("STREAMAPP_GOLD_RETENTION_DAYS", "400", (tables.GOLD_STORED, tables.TRADE_IDENTITIES)),
 ])
 def test_a_changed_retention_is_reported_by_status_and_applied_by_migrate(stack, scratch, variable, days, changed):
     database, env = scratch

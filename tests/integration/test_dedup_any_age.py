@@ -99,18 +99,6 @@ def test_a_trade_delivered_again_after_silver_expired_it_changes_no_candle(migra
     check_replay_after_expiry(client, exchange, symbol, trades)
 
 
-@pytest.fixture
-def scratch_database(stack):
-    """A database of its own on the stack's warehouse; its Kafka tables point at a closed port (no consumer)."""
-    name = f"upgrade_{uuid.uuid4().hex[:8]}"
-    admin = connect(stack)
-    admin.command(f"CREATE DATABASE {name}")
-    settings = stack.model_copy(update={"clickhouse_url": f"{stack.clickhouse_url.rstrip('/')}/{name}",
-                                        "clickhouse_kafka_broker_list": "127.0.0.1:9"})
-    yield settings
-    admin.command(f"DROP DATABASE IF EXISTS {name}")
-
-
 def test_an_upgraded_warehouse_keeps_dedup_for_trades_silver_held_before(scratch_database):
     """Trades in Silver before the identity table existed are deduplicated after they expire."""
     settings = scratch_database

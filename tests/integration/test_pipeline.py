@@ -222,9 +222,11 @@ def test_spot_and_futures_replayed_together_are_two_exchanges_whose_candles_equa
             f: Decimal(official[f]) for f in ("open", "high", "low", "close", "volume", "quote_volume")}, start
         assert candle["trade_count"] == int(official["count"]), start
 
-    # 5m ... 1d are the rollup of 1m.
+    # 5m ... 1d are the rollup of 1m, and equal the reference computed from the trades at that interval.
     for interval, seconds in (("5m", 300), ("15m", 900), ("30m", 1800), ("1h", 3600), ("1d", 86400)):
         for exchange in EXCHANGES:
+            assert warehouse_candles(client, exchange, interval, within[exchange]) == \
+                reference_candles(trades[exchange], seconds), (exchange, interval)
             rolled: dict = defaultdict(list)
             for (symbol, start), candle in sorted(warehouse_candles(client, exchange, "1m", within[exchange]).items()):
                 rolled[(symbol, start // seconds * seconds)].append(candle)

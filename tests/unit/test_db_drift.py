@@ -38,7 +38,7 @@ def live(**changed: str) -> dict[str, str]:
     for table, want in wanted.items():
         if want.kafka is not None:
             engines[table] = KAFKA.replace("binance", table.removeprefix("kafka_trades_"))
-        elif table in tables.GOLD_TABLES:
+        elif table == tables.GOLD_STORED:
             engines[table] = GOLD_3650
         elif table == tables.TRADE_IDENTITIES:
             engines[table] = IDENTITIES
@@ -82,7 +82,7 @@ def test_a_changed_hot_retention_drifts_every_hot_table_with_its_alter():
 
 def test_a_changed_gold_retention_drifts_gold_and_the_trade_identities():
     found = drift(settings(gold_retention_days=400), live())
-    assert {d.table for d in found} == {*tables.GOLD_TABLES, tables.TRADE_IDENTITIES}
+    assert {d.table for d in found} == {tables.GOLD_STORED, tables.TRADE_IDENTITIES}
     assert all(d.because == "STREAMAPP_GOLD_RETENTION_DAYS" for d in found)
 
 
@@ -127,3 +127,19 @@ def test_a_later_modify_ttl_in_a_migration_is_what_is_wanted(tmp_path):
     assert wanted["t"].ttl == "a + INTERVAL 99 DAY"
     assert wanted["t"].placeholders["TTL"] == ("gold_retention_days",)
     assert migrations.drift(wanted, {"t": "MergeTree ORDER BY a TTL a + toIntervalDay(99) SETTINGS x = 1"}) == []
+
+
+def test_a_table_a_later_migration_drops_is_not_wanted(tmp_path):
+    """0008 drops gold_ohlcv_5m…1d and creates views of the same names: no TTL is wanted of those views."""
+    (tmp_path / "0001_t.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS t\n(\n    a DateTime\n)\nENGINE = MergeTree\nORDER BY a\n"
+        "TTL a + INTERVAL {gold_retention_days} DAY;\n")
+    (tmp_path / "0002_t_view.sql").write_text("DROP TABLE IF EXISTS t;\n\nCREATE VIEW IF NOT EXISTS t AS\nSELECT 1;\n")
+    assert "t" in migrations.wanted_tables(settings(), migrations.discover(tmp_path)[:1])
+    assert migrations.wanted_tables(settings(), migrations.discover(tmp_path)) == {}
+    assert migrations.drift(migrations.wanted_tables(settings(), migrations.discover(tmp_path)), {"t": "View"}) == []
+
+
+def test_gold_stores_only_1m_after_0008():
+    wanted = migrations.wanted_tables(settings(), migrations.discover())
+    assert [t for t in tables.GOLD_TABLES if t in wanted] == [tables.GOLD_STORED]

@@ -21,11 +21,12 @@ def test_migrations_are_numbered_from_one_without_gaps():
 
 def test_every_statement_is_idempotent():
     """Creates are IF NOT EXISTS; a view's query may be replaced (again: same query); identities may be
-    inserted again (a ReplacingMergeTree folds repeats)."""
+    inserted again (a ReplacingMergeTree folds repeats); drops are IF EXISTS."""
     for migration in migrations.discover():
         for statement in migrations.statements(migration.text, migrations.placeholders(Settings())):
             assert re.match(r"CREATE (MATERIALIZED VIEW|VIEW|TABLE) IF NOT EXISTS "
-                            rf"|ALTER TABLE \w+_mv MODIFY QUERY\n|INSERT INTO {tables.TRADE_IDENTITIES} ", statement), (
+                            rf"|ALTER TABLE \w+_mv MODIFY QUERY\n|INSERT INTO {tables.TRADE_IDENTITIES} "
+                            r"|DROP (VIEW|TABLE) IF EXISTS \w+$", statement), (
                 migration.path.name, statement[:60])
 
 
@@ -104,6 +105,7 @@ def test_each_materialized_view_selects_its_target_columns_in_order():
     creates = {}
     views = []
     targets = {}
+    dropped = set()
     for statement in _statements():
         if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement):
             creates[match.group(1)] = _columns(statement)
@@ -112,11 +114,29 @@ def test_each_materialized_view_selects_its_target_columns_in_order():
             views.append((match.group(2), statement))
         elif match := re.match(r"ALTER TABLE (\w+) MODIFY QUERY\n", statement):
             views.append((targets[match.group(1)], statement))
+        elif match := re.match(r"DROP VIEW IF EXISTS (\w+)$", statement):
+            dropped.add(match.group(1))
     # per exchange: Kafka -> Bronze, Kafka -> errors, Bronze -> Silver (and its new query);
     # per interval: Silver -> Gold; Silver -> trade identities
     assert len(views) == 4 * len(EXCHANGES) + len(tables.INTERVALS) + 1
+    # 0008: only 1m's is left of the Silver -> Gold views
+    assert dropped == {f"{tables.gold(i)}_mv" for i in tables.INTERVALS if i != tables.STORED_INTERVAL}
     for target, statement in views:
         assert _selected(statement) == creates[target], (target, statement[:80])
+
+
+def test_each_rolled_up_gold_view_has_the_columns_of_the_table_it_replaces():
+    """0008's gold_ohlcv_<i> views stand in for 0003's tables: same columns, same order (readers and _final)."""
+    creates, views = {}, {}
+    for statement in _statements():
+        if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement):
+            creates[match.group(1)] = _columns(statement)
+        elif match := re.match(r"CREATE VIEW IF NOT EXISTS (\w+) AS\n", statement):
+            views[match.group(1)] = statement
+    rolled = [tables.gold(i) for i in tables.INTERVALS if i != tables.STORED_INTERVAL]
+    for name in rolled:
+        assert f"FROM (SELECT *, window_start AS minute FROM {tables.GOLD_STORED})" in views[name], name
+        assert _selected(views[name]) == creates[name] == creates[tables.GOLD_STORED], name
 
 
 def _final_view_queries() -> dict[str, str]:
@@ -147,7 +167,7 @@ def test_trade_identities_are_recorded_from_silver_and_kept_as_long_as_gold():
     assert any(re.search(rf"\nFROM {tables.SILVER}$", q) and "trade_id" in q for q in queries.values())
     wanted = migrations.wanted_tables(Settings(gold_retention_days=1234), migrations.discover())
     assert wanted[tables.TRADE_IDENTITIES].ttl == "toDateTime(trade_time) + INTERVAL 1234 DAY"
-    assert all(wanted[t].ttl == "window_start + INTERVAL 1234 DAY" for t in tables.GOLD_TABLES)
+    assert wanted[tables.GOLD_STORED].ttl == "window_start + INTERVAL 1234 DAY"
 def test_no_migrations_found_is_an_error_not_up_to_date(tmp_path):
     with pytest.raises(StreamappError, match=rf"no migrations \(NNNN_name.sql\) found in {tmp_path}"):
         migrations.discover(tmp_path)
