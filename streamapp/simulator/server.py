@@ -422,15 +422,24 @@ class Simulator:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         from_id = int(request.query.get("fromId", trades[-1]["t"] - limit + 1))
         rows = []
-        for t in trades:
-            if t["t"] >= from_id:
-                row = {"id": t["t"], "price": t["p"], "qty": t["q"], "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])),
-                       "time": t["T"], "isBuyerMaker": t["m"]}
-                if history.best_match:
-                    row["isBestMatch"] = t.get("M", True)
-                rows.append(row)
-                if len(rows) == limit:
-                    break
+        # With repeat, later rounds serve the same trades with moved ids and times (as the WebSocket sends them).
+        first_id = min(t["t"] for t in trades) if self.repeat > 1 else 0
+        span = max(t["t"] for t in trades) - first_id + 1 if self.repeat > 1 else 0
+        round_us = self._round_us.get(history.exchange, 0)
+        for round_ in range(max(0, min(self.repeat - 1, (from_id - first_id) // span)) if span else 0, self.repeat):
+            for t in trades:
+                trade_id = t["t"] + round_ * span
+                if trade_id >= from_id:
+                    row = {"id": trade_id, "price": t["p"], "qty": t["q"],
+                           "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])), "time": t["T"] + round_ * round_us // 1000,
+                           "isBuyerMaker": t["m"]}
+                    if history.best_match:
+                        row["isBestMatch"] = t.get("M", True)
+                    rows.append(row)
+                    if len(rows) == limit:
+                        break
+            if len(rows) == limit:
+                break
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
     async def _kraken_history(self, request: web.Request) -> web.Response:

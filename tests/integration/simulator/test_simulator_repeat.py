@@ -63,3 +63,21 @@ def test_repeat_is_for_binance_captures_and_one_round_is_the_capture_as_it_is(tm
     sim = Simulator(load([SPOT]))
     item = sim.timelines["binance"].items[0]
     assert sim._frame("binance", item, 0) == item.frame.decode()
+
+
+def test_rest_history_serves_the_later_rounds_so_a_feed_can_backfill_them(tmp_path):
+    path = capture(tmp_path / "c.jsonl.gz", range(100, 105), first_ms=1_700_000_000_000, step_ms=10)
+
+    async def go():
+        sim = Simulator(load([path]), repeat=3)
+        async with RunningSimulator(sim) as rs, aiohttp.ClientSession() as http:
+            async with http.get(rs.url("/api/v3/historicalTrades?symbol=BTCUSDT&fromId=103&limit=6")) as r:
+                page = orjson.loads(await r.read())
+            async with http.get(rs.url("/api/v3/historicalTrades?symbol=BTCUSDT&fromId=112&limit=10")) as r:
+                last = orjson.loads(await r.read())
+        return page, last
+
+    page, last = asyncio.run(go())
+    assert [row["id"] for row in page] == [103, 104, 105, 106, 107, 108]  # across rounds 0 and 1
+    assert [row["time"] for row in page] == [1_700_000_000_000 + 10 * n for n in range(3, 9)]
+    assert [row["id"] for row in last] == [112, 113, 114]  # nothing beyond the last round
