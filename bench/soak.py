@@ -84,7 +84,8 @@ class Soak:
         simulator = dataclasses.replace(
             pipeline.SIMULATOR, describe=f"exchange simulator serving a synthetic capture at {self.args.rate}/s",
             command=lambda s: streamapp_command("exchange", "serve", "--speed", "1", "--port", str(s.simulator_port),
-                                               "--capture", str(capture), "--repeat", str(self.repeat)))
+                                               "--capture", str(capture), "--repeat", str(self.repeat),
+                                               "--drop-every", str(self.args.drop_every)))
         return (*pipeline.FLEET[:self.args.workers], simulator, pipeline.feed(BINANCE, live=False))
 
     # --- one row --------------------------------------------------------------------------
@@ -217,6 +218,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="trades per second the simulator serves")
     parser.add_argument("--workers", type=int, default=1, help="normalizer workers")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between rows")
+    parser.add_argument("--drop-every", type=int, default=0,
+                        help="the simulator drops the feed's connection after every N trades (the feed reconnects "
+                             "and backfills the gap over REST); 0: never")
     parser.add_argument("--capture-seconds", type=int, default=60,
                         help="length of the synthetic capture the simulator repeats")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait after the capture ends for Silver")
