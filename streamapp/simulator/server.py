@@ -431,8 +431,8 @@ class Simulator:
                 trade_id = t["t"] + round_ * span
                 if trade_id >= from_id:
                     row = {"id": trade_id, "price": t["p"], "qty": t["q"],
-                           "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])), "time": t["T"] + round_ * round_us // 1000,
-                           "isBuyerMaker": t["m"]}
+                           "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])),
+                           "time": t["T"] + round_ * round_us // 1000, "isBuyerMaker": t["m"]}
                     if history.best_match:
                         row["isBestMatch"] = t.get("M", True)
                     rows.append(row)

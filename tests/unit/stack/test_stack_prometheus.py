@@ -66,7 +66,8 @@ def test_same_jobs_as_the_compose_config_so_the_dashboards_and_rules_work_on_bot
 
 def test_every_pipeline_process_is_scraped_by_a_job_of_the_config(tmp_path):
     jobs = {job["job_name"] for job in prometheus.config(_settings(tmp_path))["scrape_configs"]}
-    every = (*pipeline.FLEET, pipeline.SIMULATOR, *(pipeline.feed(e, live) for e in EXCHANGES for live in (True, False)))
+    every = (*pipeline.FLEET, pipeline.SIMULATOR,
+             *(pipeline.feed(e, live) for e in EXCHANGES for live in (True, False)))
     for svc in every:
         assert svc.scrape is not None, f"{svc.name} is not scraped"
         assert svc.scrape[0] in jobs, svc
