@@ -22,7 +22,19 @@ BENCH_ENV = STREAMAPP_HOME=$(BENCH_HOME) \
 	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8081 \
 	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(BENCH_PORT_PREFIX)8123
 
-.PHONY: install demo test test-faults unit bench down
+# `make soak` too (.stack-soak/, ports 39092/38081/38123, its Prometheus on 30090, the pipeline's
+# processes from 30100); SOAK_ARGS go to bench/soak.py, e.g. SOAK_ARGS="--minutes 30 --rate 2000".
+SOAK_HOME ?= $(CURDIR)/.stack-soak
+SOAK_PORT_PREFIX ?= 3
+SOAK_ARGS ?= --minutes 30 --rate 2000
+SOAK_ENV = STREAMAPP_HOME=$(SOAK_HOME) \
+	STREAMAPP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(SOAK_PORT_PREFIX)9092 \
+	STREAMAPP_KAFKA_CONTROLLER_PORT=$(SOAK_PORT_PREFIX)9093 \
+	STREAMAPP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(SOAK_PORT_PREFIX)8081 \
+	STREAMAPP_CLICKHOUSE_URL=http://127.0.0.1:$(SOAK_PORT_PREFIX)8123 \
+	STREAMAPP_PROMETHEUS_URL=http://127.0.0.1:$(SOAK_PORT_PREFIX)0090
+
+.PHONY: install demo test test-faults unit bench soak down
 
 install:
 	PYTHON=$(PYTHON) deploy/scripts/install.sh
@@ -42,6 +54,9 @@ unit: install
 
 bench: install
 	$(BENCH_ENV) PYTHONPATH=$(CURDIR) $(PYTHON) bench/throughput.py $(BENCH_ARGS)
+
+soak: install
+	$(SOAK_ENV) PYTHONPATH=$(CURDIR) $(PYTHON) bench/soak.py --port-base $(SOAK_PORT_PREFIX)0100 $(SOAK_ARGS)
 
 down:
 	streamapp pipeline down

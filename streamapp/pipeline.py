@@ -52,7 +52,7 @@ def _metrics_ok(port_of: Callable[[Settings], int]) -> Callable[[Settings], bool
     return lambda s: http_ok(f"http://{s.metrics_host}:{port_of(s)}/metrics")
 
 
-def _feed(exchange: str, live: bool) -> Service:
+def feed(exchange: str, live: bool) -> Service:
     field, variable = METRICS_PORTS[exchange]
 
     def port_of(settings: Settings) -> int:
@@ -70,7 +70,7 @@ def _feed(exchange: str, live: bool) -> Service:
     return Service(
         name=f"feed-{exchange}", describe=f"{exchange} feed handler",
         host_port=lambda s: (s.metrics_host, port_of(s)), command=command, healthy=_metrics_ok(port_of),
-        port_setting=variable,
+        port_setting=variable, scrape=("streamapp-feed", {"component": "feed", "exchange": exchange}),
     )
 
 
@@ -91,6 +91,7 @@ def worker(k: int) -> Service:
         command=lambda s: streamapp_command("worker"), healthy=_metrics_ok(metrics),
         port_setting="STREAMAPP_WORKER_METRICS_PORT",
         env=lambda s: {"STREAMAPP_WORKER_WEB_PORT": str(web(s)), "STREAMAPP_WORKER_METRICS_PORT": str(metrics(s))},
+        scrape=("streamapp-worker", {"component": "normalizer"}),
     )
 
 
@@ -105,18 +106,18 @@ SIMULATOR = Service(
         *(arg for capture, _ in SIMULATED.values()
           for arg in ("--capture", str(package_data.path("captures", capture))))),
     healthy=lambda s: http_ok(f"http://127.0.0.1:{s.simulator_port}/health"),
-    port_setting="STREAMAPP_SIMULATOR_PORT",
+    port_setting="STREAMAPP_SIMULATOR_PORT", scrape=("streamapp-simulator", {"component": "simulator"}),
 )
 
 
 def processes(live: bool, workers: int = 1) -> tuple[Service, ...]:
     """Start order: consumers first, so nothing the feeds publish waits long."""
-    feeds = tuple(_feed(exchange, live) for exchange in EXCHANGES)
+    feeds = tuple(feed(exchange, live) for exchange in EXCHANGES)
     fleet = FLEET[:workers]
     return (*fleet, *feeds) if live else (*fleet, SIMULATOR, *feeds)
 
 
-ALL = (*FLEET, SIMULATOR, *(_feed(exchange, False) for exchange in EXCHANGES))
+ALL = (*FLEET, SIMULATOR, *(feed(exchange, False) for exchange in EXCHANGES))
 
 
 def prepare(settings: Settings) -> list[str]:

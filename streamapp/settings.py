@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     )
     kafka_heap: str = "512m"
     stack_start_timeout_s: float = 90.0
+    prometheus_url: str = Field(
+        "http://127.0.0.1:9090", description="The local stack's Prometheus (`stack up --with-prometheus`): where it "
+        "listens, and whose query API `bench/soak.py` reads."
+    )
+    prometheus_scrape_interval_s: float = Field(
+        5.0, gt=0, description="How often the local stack's Prometheus scrapes every process (and evaluates the rules)."
+    )
 
     # --- feed handlers (`streamapp feed run` / `feed record`; their options override these) ---
     binance_ws_url: str = Field(WS_URLS[BINANCE], description="Binance WebSocket (combined streams) URL.")
@@ -205,6 +212,10 @@ class Settings(BaseSettings):
     @property
     def registry_host_port(self) -> tuple[str, int]:
         return _host_port(self.schema_registry_url, 8081)
+
+    @property
+    def prometheus_host_port(self) -> tuple[str, int]:
+        return _host_port(self.prometheus_url, 9090)
 
     @property
     def clickhouse_host_port(self) -> tuple[str, int]:

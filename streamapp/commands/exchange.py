@@ -36,8 +36,11 @@ def exchange() -> None:
               help="Announce serverShutdown (binance) and close 2 s later, after every N trade frames.")
 @click.option("--max-connection-seconds", type=float, default=0,
               help="Close every connection after this long (Binance's 24 h cut-off, shortened).")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
+              help="Replay each stream this many times in a row, each round with trade ids moved on by the stream's "
+                   "id span and times by the capture's duration (Binance captures; a long run from a short capture).")
 def serve(captures, speed, live, host, port, drop_every, stall_every, stall_seconds, malformed_every, skip_every,
-          skip_count, shutdown_every, max_connection_seconds) -> None:
+          skip_count, shutdown_every, max_connection_seconds, repeat) -> None:
     """Serve captures over WebSocket, each as the exchange its lines name: Binance spot on /stream,
     Binance USDⓈ-M futures on /fstream/stream, Kraken v2 on /v2; REST history on
     /api/v3/historicalTrades (spot), /fapi/v1/historicalTrades (futures) and /0/public/Trades;
@@ -64,7 +67,10 @@ def serve(captures, speed, live, host, port, drop_every, stall_every, stall_seco
                     shutdown_every=shutdown_every, max_connection_s=max_connection_seconds)
     if live and factor == float("inf"):
         raise click.BadParameter("--live needs a finite speed (1, 10, ...), not max", param_hint="--speed")
-    simulator = Simulator(timelines, speed=factor, faults=faults, live=live)
+    try:
+        simulator = Simulator(timelines, speed=factor, faults=faults, live=live, repeat=repeat)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--repeat") from exc
     port = port or get_settings().simulator_port
     for name, timeline in timelines.items():
         if timeline.items:

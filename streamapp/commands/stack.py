@@ -27,7 +27,11 @@ def stack_settings(brokers: int | None = None) -> Settings:
 @click.option("--brokers", type=click.IntRange(1, 9), default=None,
               help="Kafka nodes (KRaft brokers and controllers); sets STREAMAPP_STACK_BROKERS. With 3 or more, "
                    "topics get 3 replicas and min.insync.replicas=2.  [default: the stack's size, else 1]")
-def up(brokers: int | None) -> None:
+@click.option("--with-prometheus", is_flag=True,
+              help="Also run Prometheus (the `prometheus` binary, installed by `make install`) at "
+                   "STREAMAPP_PROMETHEUS_URL, scraping every process the stack and `pipeline up` start and "
+                   "loading deploy/prometheus-rules.yml. `stack down` stops it too.")
+def up(brokers: int | None, with_prometheus: bool) -> None:
     """Start every service (idempotent) and wait until each is healthy.
 
     The first run fetches the Kafka jars with Maven into ~/.cache/streamapp.
@@ -41,7 +45,7 @@ def up(brokers: int | None) -> None:
         host, port = svc.host_port(settings)
         click.echo(f"{svc.name:<10} healthy at {host}:{port}  ({seconds:.1f}s)")
 
-    services.up(settings, on_started=started)
+    services.up(settings, services.stack_services(settings, with_prometheus=with_prometheus), on_started=started)
     click.echo(f"stack up in {time.monotonic() - began:.1f}s; data in {settings.home.resolve()}")
     if settings.stack_brokers > 1:
         click.echo(f"{settings.stack_brokers} brokers: export STREAMAPP_STACK_BROKERS={settings.stack_brokers} "
@@ -58,7 +62,7 @@ def down() -> None:
 @stack.command("stop")
 @click.argument("service")
 def stop_one(service: str) -> None:
-    """Stop one service (broker, broker-2, registry, warehouse, ...), e.g. to rehearse a fault.
+    """Stop one service (broker, broker-2, registry, warehouse, prometheus, ...), e.g. to rehearse a fault.
 
     \b
       streamapp stack stop broker-2     # a 3-broker stack keeps serving
@@ -108,7 +112,7 @@ def echo_status(rows: list[services.ServiceStatus]) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 def logs(service: str, lines: int, follow: bool) -> None:
-    """Show a service's log (broker or broker-N, registry, warehouse)."""
+    """Show a service's log (broker or broker-N, registry, warehouse, prometheus)."""
     settings = stack_settings()
     service = services.service(settings, service).name
     click.echo(services.log_tail(settings, service, lines))

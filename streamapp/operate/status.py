@@ -138,6 +138,19 @@ def groups_report(kafka: _Kafka, watermarks: dict[str, dict[int, tuple[int, int]
     return rows
 
 
+def group_lags(settings: Settings) -> dict[str, int | None]:
+    """Each pipeline consumer group's lag (end - committed, summed over its topics; None: unreadable)."""
+    kafka = _kafka(settings)
+    try:
+        _, meta = broker_report(settings, kafka)
+        if meta is None:
+            return dict.fromkeys(group_topics())
+        _, watermarks = topics_report(kafka, meta)
+        return {row["group"]: row.get("lag") for row in groups_report(kafka, watermarks)}
+    finally:
+        kafka.close()
+
+
 def registry_report(settings: Settings) -> dict:
     auth = None
     if settings.schema_registry_username and settings.schema_registry_password:

@@ -20,6 +20,9 @@ stopped, so a dropped connection loses nothing unless a fault skips frames; over
 connections both receive what they subscribe to. With ``live=True`` (``--live``) the streams
 run on the wall clock from the first subscription instead, listened to or not, as on a real
 exchange: a client that comes back after a while has missed what was sent meanwhile.
+With ``repeat=N`` (``--repeat N``, Binance captures) each stream is replayed N times in a row,
+every round with its trade ids moved on by the stream's id span and its times by the capture's
+duration: one short capture feeds a long run (a soak) with new, gap-free trades.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from decimal import Decimal
 
 import orjson
 from aiohttp import WSMsgType, web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamapp.exchanges import BINANCE, BINANCEUSDM, KRAKEN
@@ -92,9 +95,25 @@ class _Session:
 
 class Simulator:
     def __init__(self, timelines: dict[str, Timeline], *, speed: float = math.inf, faults: Faults | None = None,
-                 heartbeat_s: float = 1.0, live: bool = False) -> None:
+                 heartbeat_s: float = 1.0, live: bool = False, repeat: int = 1) -> None:
         if live and not math.isfinite(speed):
             raise ValueError("a live simulator needs a finite speed (1, 10, ...), not max")
+        if repeat < 1:
+            raise ValueError(f"repeat {repeat} must be 1 or more")
+        if repeat > 1 and (live or timelines.get(KRAKEN, Timeline(KRAKEN)).items):
+            raise ValueError("repeat replays Binance captures (spot, futures), and not with live")
+        self.repeat = repeat
+        # Per (exchange, stream): how far each round moves trade ids; per exchange: how far it moves times.
+        self._id_span: dict[tuple[str, str], int] = {}
+        self._round_us: dict[str, int] = {}
+        if repeat > 1:
+            for name, timeline in timelines.items():
+                if timeline.items:
+                    first, last = timeline.items[0].ts_us, timeline.items[-1].ts_us
+                    self._round_us[name] = last - first + max(1, (last - first) // max(1, len(timeline.items) - 1))
+                for stream, items in timeline.by_stream.items():
+                    ids = [t["t"] for item in items for t in item.trades]
+                    self._id_span[(name, stream)] = max(ids) - min(ids) + 1 if ids else 0
         self.timelines = timelines
         self.speed = speed
         self.live = live
@@ -105,6 +124,7 @@ class Simulator:
         self._conn_ids = itertools.count(1)
         self.sessions: set[_Session] = set()
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_* (memory, CPU), like every streamapp process serves
         self.m_connections = Gauge("streamapp_simulator_connections", "Open connections.", ["exchange"],
                                    registry=self.registry)
         self.m_frames = Counter("streamapp_simulator_frames_sent", "Frames sent, by kind.", ["exchange", "kind"],
@@ -273,14 +293,36 @@ class Simulator:
 
     # --- replay --------------------------------------------------------------------
     def _next_item(self, session: _Session) -> Item | None:
+        """The next item of the session's streams; positions run over every round (``repeat``)."""
         best: Item | None = None
+        best_key = (0, 0)
         by_stream = self.timelines[session.exchange].by_stream
         for stream in session.streams:
             items = by_stream.get(stream, ())
             pos = session.pos.get(stream, 0)
-            if pos < len(items) and (best is None or items[pos].seq < best.seq):
-                best = items[pos]
+            if pos < len(items) * self.repeat:
+                key = divmod(pos, len(items))  # (round, position in the round)
+                key = (key[0], items[key[1]].seq)
+                if best is None or key < best_key:
+                    best, best_key = items[pos % len(items)], key
         return best
+
+    def _round(self, session: _Session, item: Item) -> int:
+        return session.pos[item.stream] // len(self.timelines[session.exchange].by_stream[item.stream])
+
+    def _frame(self, exchange: str, item: Item, round_: int) -> str:
+        """The frame as sent in round ``round_``: later rounds carry moved ids and times."""
+        if round_ == 0:
+            return item.frame.decode()
+        msg = orjson.loads(item.frame)
+        data = msg["data"]
+        shift_ms = round_ * self._round_us[exchange] // 1000
+        if data.get("e") == "trade":
+            data["t"] += round_ * self._id_span[(exchange, item.stream)]
+            for key in ("E", "T"):
+                if key in data:
+                    data[key] += shift_ms
+        return orjson.dumps(msg).decode()
 
     def _advance(self, session: _Session, item: Item) -> None:
         session.pos[item.stream] += 1
@@ -304,11 +346,13 @@ class Simulator:
             if item is not None:
                 if self.live:  # frame times count from the first subscription, not from this connection
                     base = self._live_origin(exchange)
+                round_ = self._round(session, item)
+                ts_us = item.ts_us + round_ * self._round_us.get(exchange, 0)
                 if base is None or not math.isfinite(self.speed):
-                    base = base or (item.ts_us, time.monotonic())
+                    base = base or (ts_us, time.monotonic())
                     wait = 0.0
                 else:
-                    wait = (item.ts_us - base[0]) / 1e6 / self.speed - (time.monotonic() - base[1])
+                    wait = (ts_us - base[0]) / 1e6 / self.speed - (time.monotonic() - base[1])
             if wait > 0:
                 try:
                     reply = await asyncio.wait_for(session.outbox.get(), min(wait, self.heartbeat_s))
@@ -319,7 +363,7 @@ class Simulator:
                         self.m_frames.labels(exchange, "heartbeat").inc()
                 continue
             assert item is not None
-            await ws.send_str(item.frame.decode())
+            await ws.send_str(self._frame(exchange, item, self._round(session, item)))
             self._advance(session, item)
             session.sent_trades += 1
             self.m_frames.labels(exchange, "trade").inc()
@@ -378,15 +422,24 @@ class Simulator:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         from_id = int(request.query.get("fromId", trades[-1]["t"] - limit + 1))
         rows = []
-        for t in trades:
-            if t["t"] >= from_id:
-                row = {"id": t["t"], "price": t["p"], "qty": t["q"], "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])),
-                       "time": t["T"], "isBuyerMaker": t["m"]}
-                if history.best_match:
-                    row["isBestMatch"] = t.get("M", True)
-                rows.append(row)
-                if len(rows) == limit:
-                    break
+        # With repeat, later rounds serve the same trades with moved ids and times (as the WebSocket sends them).
+        first_id = min(t["t"] for t in trades) if self.repeat > 1 else 0
+        span = max(t["t"] for t in trades) - first_id + 1 if self.repeat > 1 else 0
+        round_us = self._round_us.get(history.exchange, 0)
+        for round_ in range(max(0, min(self.repeat - 1, (from_id - first_id) // span)) if span else 0, self.repeat):
+            for t in trades:
+                trade_id = t["t"] + round_ * span
+                if trade_id >= from_id:
+                    row = {"id": trade_id, "price": t["p"], "qty": t["q"],
+                           "quoteQty": str(Decimal(t["p"]) * Decimal(t["q"])),
+                           "time": t["T"] + round_ * round_us // 1000, "isBuyerMaker": t["m"]}
+                    if history.best_match:
+                        row["isBestMatch"] = t.get("M", True)
+                    rows.append(row)
+                    if len(rows) == limit:
+                        break
+            if len(rows) == limit:
+                break
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
     async def _kraken_history(self, request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ import httpx
 
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
-from streamapp.stack import kafka
+from streamapp.stack import kafka, prometheus
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Service:
     port_setting: str  # the variable to change when the port is taken
     quorum: bool = False  # a cluster's node: all are launched before any is waited for
     env: Callable[[Settings], dict[str, str]] = lambda settings: {}  # its own variables (e.g. ports)
+    # The Prometheus job that scrapes its /metrics (on host_port) and the target's labels; None: not scraped.
+    scrape: tuple[str, dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,16 +133,28 @@ _OTHERS: tuple[Service, ...] = (
 # The one-broker stack (STREAMAPP_STACK_BROKERS=1, the default).
 SERVICES: tuple[Service, ...] = (_broker(1, 1), *_OTHERS)
 
+# Optional (`stack up --with-prometheus`): scrapes every process launched with a `scrape` job.
+PROMETHEUS = Service(
+    name="prometheus",
+    describe="Prometheus (scrapes every streamapp process, loads the alert rules)",
+    host_port=lambda s: s.prometheus_host_port,
+    command=prometheus.command,
+    healthy=lambda s: http_ok(f"{s.prometheus_url.rstrip('/')}/-/ready"),
+    port_setting="STREAMAPP_PROMETHEUS_URL",
+)
 
-def stack_services(settings: Settings) -> tuple[Service, ...]:
-    """The stack's services in start order: its broker(s), then the registry and the warehouse."""
+
+def stack_services(settings: Settings, *, with_prometheus: bool = False) -> tuple[Service, ...]:
+    """The stack's services in start order: its broker(s), then the registry and the warehouse, then
+    Prometheus when asked for (``stack up --with-prometheus``) or while it runs."""
     n = settings.stack_brokers
-    return (*(_broker(node, n) for node in range(1, n + 1)), *_OTHERS)
+    extra = (PROMETHEUS,) if with_prometheus or read_pid(settings, PROMETHEUS.name) is not None else ()
+    return (*(_broker(node, n) for node in range(1, n + 1)), *_OTHERS, *extra)
 
 
 def service(settings: Settings, name: str) -> Service:
     names = []
-    for svc in stack_services(settings):
+    for svc in stack_services(settings, with_prometheus=True):
         if svc.name == name:
             return svc
         names.append(svc.name)
@@ -260,6 +274,9 @@ def launch(settings: Settings, svc: Service) -> subprocess.Popen | None:
             start_new_session=True, env=_service_env(settings) | svc.env(settings),
         )
     pid_file(settings, svc.name).write_text(str(proc.pid))
+    if svc.scrape is not None:
+        job, labels = svc.scrape
+        prometheus.register(settings, svc.name, job, labels, host, port)
     return proc
 
 
@@ -306,6 +323,8 @@ def _wait_healthy(settings: Settings, svc: Service, timeout_s: float, proc: subp
 
 def stop(settings: Settings, svc: Service, *, timeout_s: float = 30.0) -> bool:
     """Stop ``svc`` with SIGTERM (SIGKILL after ``timeout_s``). Returns whether it was running."""
+    if svc.scrape is not None:
+        prometheus.unregister(settings, svc.name)
     pid = read_pid(settings, svc.name)
     if pid is None:
         return False
@@ -351,6 +370,6 @@ def up(settings: Settings, which: tuple[Service, ...] | None = None, *,
 
 
 def down(settings: Settings, which: tuple[Service, ...] | None = None) -> list[str]:
-    """Stop every service, the reverse of start order; the data is kept."""
-    which = which if which is not None else stack_services(settings)
+    """Stop every service (Prometheus too, if it runs), the reverse of start order; the data is kept."""
+    which = which if which is not None else stack_services(settings, with_prometheus=True)
     return [svc.name for svc in reversed(which) if stop(settings, svc)]
