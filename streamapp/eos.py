@@ -227,6 +227,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
             [transactional_id] = transactions._tps_to_transactional_ids({item[0]})
             by_transaction.setdefault(transactional_id, []).append(item)
         for transactional_id, items in sorted(by_transaction.items()):
+            if transactional_id not in driver._trn_locks and not self.flow_active:
+                # Fetched in a rebalance (the generation id changes before Faust starts the producers) for
+                # a partition whose producer is still starting: Faust makes its lock only then. Still
+                # ours and no lock, flow running: the KeyError below crashes the worker (nothing acked).
+                log.info("%s: rebalance under way (producer starting); %d partition batches dropped, read again "
+                         "from the committed offset", transactional_id, len(items))
+                continue
             async with driver._trn_locks[transactional_id]:
                 producer = driver._transaction_producers.get(transactional_id)
                 assignment = self.assignment()

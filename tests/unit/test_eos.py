@@ -145,6 +145,23 @@ def test_a_batch_fetched_before_a_rebalance_is_dropped_unacknowledged():
     assert log == [] and c._done == {}  # its partition's owner reads it again from the committed offset
 
 
+def test_a_batch_fetched_while_a_new_partition_s_producer_starts_is_dropped_instead_of_crashing():
+    """Seen in the fleet test: the generation id changes before Faust starts the producers, the fetcher still
+    fetches while the flow is stopped, and a partition taken over has no transaction lock until its producer
+    has started (slow when it must first abort the killed worker's open transaction)."""
+    async def scenario() -> tuple[list, BatchConsumer]:
+        c, log = consumer()
+        driver = c.transactions.producer
+        driver._trn_locks = {"g-1-1": asyncio.Lock(), "g-1-2": asyncio.Lock()}  # Faust makes one per started producer
+        driver._transaction_producers.pop("g-1-0")
+        c.flow_active = False  # the rebalance of the batch's own generation is under way
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        return log, c
+
+    log, c = asyncio.run(scenario())
+    assert log == [] and c._done == {}  # read again from the committed offset once the rebalance ends
+
+
 def test_a_revoked_partition_s_batch_is_dropped_and_the_others_are_sent():
     async def scenario() -> tuple[list, BatchConsumer]:
         c, log = consumer()
