@@ -30,8 +30,8 @@ transactions and a crash duplicates output even for ``read_committed`` readers
   and waits for the locks after, so a batch sent in between was committed with
   older offsets (90 duplicates after a SIGKILL in one CI run). The transactions
   end concurrently, not one after the other;
-* a batch fetched before a rebalance, or whose partition's producer is gone or
-  stopped meanwhile (Faust stops a revoked partition's producer without its lock),
+* a batch fetched before or during a rebalance, or whose partition's producer is gone,
+  not started yet or stopped meanwhile (Faust stops a revoked partition's producer without its lock),
   is dropped unacknowledged: the partition's next owner reads it again from the
   committed offset, and the stopped producer's open transaction is aborted when
   that owner starts its own;
