@@ -53,6 +53,9 @@ def configure(conf: Any) -> None:
     conf.web_port = settings.worker_web_port
     conf.datadir = str(settings.home / "worker")
     conf.consumer_auto_offset_reset = "earliest"
+    # A worker that stops heartbeating (killed, hung) loses its partitions to the others after this long.
+    conf.broker_session_timeout = settings.worker_session_timeout_s
+    conf.broker_heartbeat_interval = min(3.0, settings.worker_session_timeout_s / 3)  # 3.0: Faust's default
     # Commit (and so end the transaction) often: the normalized records become
     # visible to read_committed consumers only then, so this bounds latency.
     conf.broker_commit_every = 1000

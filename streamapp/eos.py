@@ -30,11 +30,13 @@ transactions and a crash duplicates output even for ``read_committed`` readers
   and waits for the locks after, so a batch sent in between was committed with
   older offsets (90 duplicates after a SIGKILL in one CI run). The transactions
   end concurrently, not one after the other;
-* a batch fetched before a rebalance, or whose partition's producer is gone or
-  stopped meanwhile (Faust stops a revoked partition's producer without its lock),
+* a batch fetched before or during a rebalance, or whose partition's producer is gone,
+  not started yet or stopped meanwhile (Faust stops a revoked partition's producer without its lock),
   is dropped unacknowledged: the partition's next owner reads it again from the
   committed offset, and the stopped producer's open transaction is aborted when
-  that owner starts its own.
+  that owner starts its own;
+* each rebalance starts every transactional producer afresh (:class:`TransactionManager`):
+  Faust would reuse one it kept while the partition's owner in between fenced it.
 
 The send of a batch runs as its own task, so cancelling the fetcher (on stop)
 never splits a send from its offsets; one batch is in flight at a time, so a
@@ -70,9 +72,11 @@ FAUST_PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
     (faust_aiokafka.Producer, "_trn_locks"),  # per transactional id; Faust's commit_transactions takes them too
     (faust_aiokafka.Producer, "_transaction_producers"),  # transactional id -> AIOKafkaProducer (none: revoked)
 )
-# Public Faust methods BatchConsumer overrides (Faust calls them, so their signatures and roles are
-# relied on too): Consumer.force_commit(topics, start_new_transaction) is every commit (periodic,
-# rebalance, stop); Consumer.on_partitions_revoked(revoked) contains the rebalance's commit.
+# Public Faust methods BatchConsumer and TransactionManager override (Faust calls them, so their signatures
+# and roles are relied on too): Consumer.force_commit(topics, start_new_transaction) is every commit (periodic,
+# rebalance, stop); Consumer.on_partitions_revoked(revoked) contains the rebalance's commit;
+# TransactionManager.on_rebalance(assigned, revoked, newly_assigned) starts the producers of a generation
+# (Producer.stop_transaction(transactional_id) stops one).
 # Public attributes read: App.consumer_generation_id, Consumer.flow_active, Consumer.transactions,
 # Monitor.stream_inbound_time (Faust's livelock detector), Monitor.on_tp_commit.
 
@@ -223,6 +227,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
             [transactional_id] = transactions._tps_to_transactional_ids({item[0]})
             by_transaction.setdefault(transactional_id, []).append(item)
         for transactional_id, items in sorted(by_transaction.items()):
+            if transactional_id not in driver._trn_locks and not self.flow_active:
+                # Fetched in a rebalance (the generation id changes before Faust starts the producers) for
+                # a partition whose producer is still starting: Faust makes its lock only then. Still
+                # ours and no lock, flow running: the KeyError below crashes the worker (nothing acked).
+                log.info("%s: rebalance under way (producer starting); %d partition batches dropped, read again "
+                         "from the committed offset", transactional_id, len(items))
+                continue
             async with driver._trn_locks[transactional_id]:
                 producer = driver._transaction_producers.get(transactional_id)
                 assignment = self.assignment()
@@ -393,8 +404,33 @@ def _no_output(records: Sequence[Any]) -> list[Record]:
     return []
 
 
+class TransactionManager(faust.transport.consumer.TransactionManager):
+    """Faust's transaction manager, except that each rebalance starts every transactional producer afresh.
+
+    Faust stops the producers of revoked partitions only, and not even all of them:
+    its assignor makes a partition's previous owner the partition's *standby* (tables
+    or not), and ``_tps_to_transactional_ids`` skips standbys. When such a partition
+    came back, Faust reused the producer it had kept, which the partition's owner
+    in between had fenced (its InitProducerId bumped the epoch): the next send
+    crashed the worker with ``ProducerFenced``. A member the group expelled and took
+    back would reuse fenced producers the same way. So every producer is stopped
+    first, and Faust starts one per assigned partition (InitProducerId): each
+    generation sends with producers of its own, and whatever an earlier one left
+    open (this process's or anyone's) is aborted. Batches of the earlier generation
+    are dropped already (:meth:`BatchConsumer._send_and_ack`); the flow is stopped
+    until the rebalance ends.
+    """
+
+    async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
+        driver = self.producer
+        for transactional_id in sorted(driver._transaction_producers):
+            await driver.stop_transaction(transactional_id)
+        await super().on_rebalance(assigned, revoked, newly_assigned)
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
+    TransactionManager = TransactionManager
 
 
 class App(faust.App):

@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     )
     worker_web_port: int = 6066
     worker_metrics_port: int = 9102
+    worker_session_timeout_s: float = Field(
+        60.0, ge=6, description="How long the consumer group waits for a silent worker (killed, hung) before its "
+        "partitions move to the other workers (Faust's broker_session_timeout; brokers refuse less than 6 s)."
+    )
     simulator_port: int = 9200
     clock_skew_s: float = Field(5.0, ge=0, description="How far ahead of now a trade time may be.")
     binance_symbols: str = Field(

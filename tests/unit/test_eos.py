@@ -16,10 +16,11 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.errors import ProducerClosed, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streamapp.dispatch import Outgoing
-from streamapp.eos import FAUST_PRIVATE_NAMES, BatchConsumer
+from streamapp.eos import FAUST_PRIVATE_NAMES, App, BatchConsumer
 
 RAW = "market.crypto.trades.binance.raw"
 OUT = "market.crypto.trades.binance.normalized"
@@ -144,6 +145,23 @@ def test_a_batch_fetched_before_a_rebalance_is_dropped_unacknowledged():
     assert log == [] and c._done == {}  # its partition's owner reads it again from the committed offset
 
 
+def test_a_batch_fetched_while_a_new_partition_s_producer_starts_is_dropped_instead_of_crashing():
+    """Seen in the fleet test: the generation id changes before Faust starts the producers, the fetcher still
+    fetches while the flow is stopped, and a partition taken over has no transaction lock until its producer
+    has started (slow when it must first abort the killed worker's open transaction)."""
+    async def scenario() -> tuple[list, BatchConsumer]:
+        c, log = consumer()
+        driver = c.transactions.producer
+        driver._trn_locks = {"g-1-1": asyncio.Lock(), "g-1-2": asyncio.Lock()}  # Faust makes one per started producer
+        driver._transaction_producers.pop("g-1-0")
+        c.flow_active = False  # the rebalance of the batch's own generation is under way
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+        return log, c
+
+    log, c = asyncio.run(scenario())
+    assert log == [] and c._done == {}  # read again from the committed offset once the rebalance ends
+
+
 def test_a_revoked_partition_s_batch_is_dropped_and_the_others_are_sent():
     async def scenario() -> tuple[list, BatchConsumer]:
         c, log = consumer()
@@ -246,6 +264,75 @@ def test_a_commit_fenced_by_the_partition_s_next_owner_is_dropped_instead_of_cra
 
     c.app.crash = crash
     assert asyncio.run(scenario()) is False and crashed == [] and c._committed == {}
+
+
+class Broker:
+    """The transaction coordinator's one fact that matters here: each transactional id's current producer epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[str, int] = defaultdict(int)
+
+
+class TransactionalProducer:
+    """An AIOKafkaProducer stand-in: ``start`` is InitProducerId (a new epoch, fencing the older ones),
+    ``begin_transaction`` is client-side only and asserts its state as aiokafka does, a send is checked
+    against the coordinator's epoch."""
+
+    def __init__(self, broker: Broker, transactional_id: str) -> None:
+        self.broker, self.transactional_id, self.epoch, self.state = broker, transactional_id, None, "UNINITIALIZED"
+
+    async def start(self) -> None:
+        self.broker.epochs[self.transactional_id] += 1
+        self.epoch, self.state = self.broker.epochs[self.transactional_id], "READY"
+
+    async def stop(self) -> None:
+        self.state = "STOPPED"
+
+    async def begin_transaction(self) -> None:
+        assert self.state == "READY", f"Invalid state transition {self.state} -> IN_TRANSACTION"
+        self.state = "IN_TRANSACTION"
+
+    def fenced(self) -> bool:
+        return self.epoch != self.broker.epochs[self.transactional_id]
+
+
+@pytest.fixture
+def eos_app():
+    """A real streamapp.eos.App (exactly once) whose transactional producers are TransactionalProducers."""
+    app = App("g", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once")
+    broker = Broker()
+    driver = app.producer
+    driver._producer = object()  # Faust's begin_transaction only checks that its own producer started
+    driver._new_producer = lambda transactional_id=None: TransactionalProducer(broker, transactional_id)
+    app.assignor.group_for_topic = lambda topic: 1
+    app.assignor.standbys = set()
+    app.assignor.is_standby = lambda tp: tp in app.assignor.standbys
+    yield app, broker
+    faust_aiokafka.Producer._trn_locks.clear()
+    faust_aiokafka.Producer._transaction_producers.clear()
+
+
+def test_a_partition_that_comes_back_gets_a_producer_of_this_generation_not_the_fenced_one(eos_app):
+    """Seen in the fleet test: a survivor crashed with ProducerFenced on a partition it owned. It had owned
+    that partition before a worker joined; the join moved it away, but Faust's assignor made the survivor its
+    standby, and Faust stops only the producers of revoked partitions that are not standbys. The new owner's
+    producer fenced the one the survivor kept; when the kill brought the partition back, Faust reused it."""
+    app, broker = eos_app
+    transactions, producers = app.consumer.transactions, app.producer._transaction_producers
+    p0, p2 = TP(RAW, 0), TP(RAW, 2)
+
+    async def scenario() -> None:
+        await transactions.on_rebalance({p0, p2}, set(), {p0, p2})  # generation 1: ours
+        app.assignor.standbys = {p0}  # generation 2: a worker joined and owns p0, we are its standby
+        await transactions.on_rebalance({p2}, {p0}, set())
+        broker.epochs["g-1-0"] += 1  # the new owner starts its producer for p0
+        app.assignor.standbys = set()  # generation 3: that worker was killed, p0 is ours again
+        await transactions.on_rebalance({p0, p2}, set(), {p0})
+
+    asyncio.run(scenario())
+    assert sorted(producers) == ["g-1-0", "g-1-2"]
+    assert [tid for tid, producer in producers.items() if producer.fenced()] == []
+    assert all(producer.state == "IN_TRANSACTION" for producer in producers.values())
 
 
 def test_output_goes_to_the_partition_aiokafka_s_send_would_choose():

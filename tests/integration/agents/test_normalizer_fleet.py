@@ -94,7 +94,7 @@ def test_pipeline_starts_distinct_workers_in_one_group():
     assert [svc.host_port(settings)[1] for svc in fleet] == [int(e["STREAMAPP_WORKER_METRICS_PORT"]) for e in envs]
 
 
-@pytest.mark.faults  # a survivor sometimes crashes with ProducerFenced in the rebalance (README, Tests)
+@pytest.mark.faults  # two rebalance crashes found and fixed; kept here until more runs back the second fix (README, Tests)
 @pytest.mark.timeout(480)
 def test_a_fleet_worker_killed_mid_stream_hands_over_and_each_record_is_normalized_once(stack, tmp_path):
     settings = stack
@@ -107,8 +107,10 @@ def test_a_fleet_worker_killed_mid_stream_hands_over_and_each_record_is_normaliz
     start = end_offsets(settings, target)
     partitions = sorted(end_offsets(settings, RAW))
 
+    # A 10 s session timeout instead of Faust's 60 s: the killed worker's partitions move while the feed still runs.
     workers = [Process(["worker"], tmp_path / f"worker-{i}.log", env={
-        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port())})
+        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port()),
+        "STREAMAPP_WORKER_SESSION_TIMEOUT_S": "10"})
         for i in range(3)]
     by_pid = {w.proc.pid: w for w in workers}
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True, "linger.ms": 5})
