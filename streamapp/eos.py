@@ -237,8 +237,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             async with driver._trn_locks[transactional_id]:
                 producer = driver._transaction_producers.get(transactional_id)
                 assignment = self.assignment()
-                if (producer is None or not self.flow_active or self.app.consumer_generation_id != generation
-                        or any(tp not in assignment for tp, _, _ in items)):
+                owned = (self.flow_active and self.app.consumer_generation_id == generation
+                         and all(tp in assignment for tp, _, _ in items))
+                if producer is None and owned:
+                    # Dropping it would let the next batches' offsets commit past these records.
+                    raise RuntimeError(f"{transactional_id}: no transactional producer for partitions this "
+                                       f"worker owns ({sorted(str(tp) for tp, _, _ in items)}); stopping "
+                                       "unacknowledged, their next owner reads them from the committed offset")
+                if producer is None or not owned:
                     log.info("%s: rebalance under way; %d partition batches dropped, their owners read them again",
                              transactional_id, len(items))
                     continue

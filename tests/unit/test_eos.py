@@ -174,6 +174,18 @@ def test_a_revoked_partition_s_batch_is_dropped_and_the_others_are_sent():
     assert [e[:2] for e in log] == [("g-1-1", "send")] and c._done == {TP(RAW, 1): 20}
 
 
+def test_a_partition_still_ours_without_a_producer_is_a_crash_not_a_silent_drop():
+    """Flow running, same generation, partition assigned, but no transactional producer (say Faust
+    swallowed a failed start): dropping the batch would let later batches' offsets commit past it."""
+    async def scenario() -> None:
+        c, log = consumer()
+        c.transactions.producer._transaction_producers.pop("g-1-0")
+        await c._send_and_ack([(TP(RAW, 0), 9, trades(1))], generation=1)
+
+    with pytest.raises(RuntimeError, match="no transactional producer"):
+        asyncio.run(scenario())
+
+
 def test_a_producer_stopped_by_a_rebalance_during_the_send_drops_the_batch_instead_of_crashing():
     async def scenario() -> BatchConsumer:
         c, log = consumer()
