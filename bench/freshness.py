@@ -16,8 +16,6 @@ with no polling error. Needs a running local stack with migrations applied
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import random
 import signal
@@ -34,27 +32,13 @@ sys.path.insert(0, str(REPO))
 from streamapp import tables  # noqa: E402
 from streamapp.clients.clickhouse import connect  # noqa: E402
 from streamapp.settings import get_settings  # noqa: E402
+from streamapp.simulator.capture import synthetic_binance  # noqa: E402
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def synthetic_capture(path: Path, rate: int, seconds: int, first_id: int) -> tuple[int, int]:
-    """A Binance futures-style `btcusdt@trade` capture: ``rate`` trades/s, prices from a random walk."""
-    start_ms = int(time.time() * 1000)
-    price = 60000.0
-    with gzip.open(path, "wt") as out:
-        for n in range(rate * seconds):
-            ts = start_ms + n * 1000 // rate
-            price = max(1.0, price + random.uniform(-5, 5))
-            data = {"e": "trade", "E": ts, "T": ts, "s": "BTCUSDT", "t": first_id + n, "p": f"{price:.1f}",
-                    "q": f"{random.randint(1, 500) / 1000:.3f}", "X": "MARKET", "m": random.random() < 0.5}
-            frame = json.dumps({"stream": "btcusdt@trade", "data": data}, separators=(",", ":"))
-            out.write(json.dumps({"receive_time_us": ts * 1000, "exchange": "binance", "frame": frame}) + "\n")
-    return first_id, first_id + rate * seconds - 1
 
 
 def spawn(args: list[str], log: Path, env: dict) -> subprocess.Popen:
@@ -70,7 +54,7 @@ def main() -> None:
     settings = get_settings()
     client = connect(settings)
     work = Path(tempfile.mkdtemp(prefix="freshness-"))
-    first, last = synthetic_capture(work / "capture.jsonl.gz", args.rate, args.seconds,
+    first, last = synthetic_binance(work / "capture.jsonl.gz", rate=args.rate, seconds=args.seconds,
                                     first_id=10**15 + random.randrange(10**12))
     port = free_port()
     env = {**os.environ, "STREAMAPP_WORKER_WEB_PORT": str(free_port()),
