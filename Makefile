@@ -45,7 +45,7 @@ demo: install
 test: install
 	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m "not faults" $(PYTEST_ARGS)
 
-# Fault runs of a worker fleet (1–2 min each; kept out of make test until more runs back its last fix: README, Tests).
+# Fault runs: a worker fleet, faults under load on the whole pipeline (minutes each; see the README's Tests section).
 test-faults: install
 	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m faults $(PYTEST_ARGS)
 

@@ -41,11 +41,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
+import itertools
 import json
 import math
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -63,8 +62,9 @@ sys.path.insert(0, str(REPO))
 from streamapp import groups, headers, migrations, tables, topics  # noqa: E402
 from streamapp.clients.clickhouse import connect  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
+from streamapp.simulator.capture import synthetic_binance, synthetic_binance_frames  # noqa: E402
 
-EXCHANGE, SYMBOL, STREAM = "binance", "BTC/USDT", "btcusdt@trade"
+EXCHANGE, SYMBOL = "binance", "BTC/USDT"
 GOLD_1M = tables.candles("1m")
 STALLED_S = 30.0  # after a run's end, Silver unchanged this long: stop waiting for the rest
 SILVER_KEY = "silver"  # the poller's key for Silver's count (candles are keyed by window start, epoch s)
@@ -188,26 +188,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def synthetic_frames(rate: int, seconds: float, first_id: int, start_ms: int) -> Iterator[tuple[int, dict]]:
-    """(time ms, combined-stream frame) of a Binance ``btcusdt@trade`` stream: ``rate`` trades/s, a random walk."""
-    price = 60000.0
-    for n in range(int(rate * seconds)):
-        ts = start_ms + n * 1000 // rate
-        price = max(1.0, price + random.uniform(-5, 5))
-        data = {"e": "trade", "E": ts, "T": ts, "s": "BTCUSDT", "t": first_id + n, "p": f"{price:.1f}",
-                "q": f"{random.randint(1, 500) / 1000:.3f}", "X": "MARKET", "m": random.random() < 0.5}
-        yield ts, {"stream": STREAM, "data": data}
-
-
-def synthetic_capture(path: Path, rate: int, seconds: float, first_id: int, start_ms: int) -> tuple[int, int]:
-    """A capture of :func:`synthetic_frames`, trade times from ``start_ms``; the (first, last) trade ids."""
-    with gzip.open(path, "wt") as out:
-        for ts, frame in synthetic_frames(rate, seconds, first_id, start_ms):
-            out.write(json.dumps({"receive_time_us": ts * 1000, "exchange": EXCHANGE,
-                                  "frame": json.dumps(frame, separators=(",", ":"))}) + "\n")
-    return first_id, first_id + int(rate * seconds) - 1
 
 
 def spawn(args: list[str], log: Path, env: dict) -> subprocess.Popen:
@@ -336,7 +316,8 @@ def run_rate(settings: Settings, rate: int, seconds: int, work: Path, env: dict,
     client = connect(settings)
     capture = work / f"capture-{rate}.jsonl.gz"
     start_ms = int(time.time() * 1000)  # trade times from here: after every earlier run's (each drained before)
-    first, last = synthetic_capture(capture, rate, seconds, fresh_first_id(), start_ms)
+    first, last = synthetic_binance(capture, rate=rate, seconds=seconds, first_id=fresh_first_id(),
+                                    start_ms=start_ms)
     total = last - first + 1
     pollers = {"silver": Poller.silver(settings, start_ms, poll_s), "gold": Poller.gold(settings, start_ms, poll_s)}
     baseline = {kind: poller.poll()[1] for kind, poller in pollers.items()}
@@ -460,9 +441,10 @@ def ingest_section(settings: Settings, records: int) -> dict:
     with paused(client):
         skip_backlog(settings)
         print(f"ingest: writing {records:,} normalized trades to {topic} (Kafka table detached) ...", flush=True)
-        for n, (ts, frame) in enumerate(synthetic_frames(rate, records / rate, first, start_ms)):
+        frames = synthetic_binance_frames(rate=rate, seconds=-(-records // rate), first_id=first, start_ms=start_ms)
+        for n, (ts, frame) in enumerate(itertools.islice(frames, records)):
             hdrs = [(headers.RECEIVE_TIME_US, str(ts * 1000).encode())]
-            for out in dispatcher.dispatch(orjson.dumps(frame), b"BTCUSDT", hdrs, 0, n):
+            for out in dispatcher.dispatch(frame, b"BTCUSDT", hdrs, 0, n):
                 while True:
                     try:
                         producer.produce(topic, out.value, out.key, headers=out.headers)

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from freshness import free_port, synthetic_capture  # noqa: E402
+from freshness import fresh_first_id, free_port  # noqa: E402
 
 from streamapp import pipeline, tables  # noqa: E402
 from streamapp.clients import prometheus as prom  # noqa: E402
@@ -43,6 +43,7 @@ from streamapp.clients.clickhouse import connect  # noqa: E402
 from streamapp.exchanges import BINANCE  # noqa: E402
 from streamapp.operate.status import group_lags  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
+from streamapp.simulator.capture import synthetic_binance  # noqa: E402
 from streamapp.stack import services  # noqa: E402
 from streamapp.stack.services import streamapp_command  # noqa: E402
 
@@ -248,10 +249,10 @@ def main() -> None:
     seconds = capture_s * repeat
     print(f"building a capture of {args.rate * capture_s:,} trades ({capture_s} s at {args.rate}/s) in {work}, "
           f"served {repeat} times: {args.rate * seconds:,} trades in {seconds} s ...", flush=True)
-    # Trade ids above any earlier run's (the clock in microseconds): the feed resumes after the last id on
+    # Trade ids above any earlier run's (freshness's or a soak's): the feed resumes after the last id on
     # the raw topic and would skip lower ones, and Silver keeps every new one.
-    first, last_of_capture = synthetic_capture(work / "capture.jsonl.gz", args.rate, capture_s,
-                                               first_id=time.time_ns() // 1000)
+    first, last_of_capture = synthetic_binance(work / "capture.jsonl.gz", rate=args.rate, seconds=capture_s,
+                                               first_id=fresh_first_id())
     last = first + (last_of_capture - first + 1) * repeat - 1
     started_utc = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     print(f"stack with Prometheus at {settings.prometheus_url}; data in {settings.home.resolve()}", flush=True)

@@ -16,9 +16,11 @@ from __future__ import annotations
 import gzip
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -162,3 +164,37 @@ def load(paths: list[Path]) -> dict[str, Timeline]:
     for ts_us, exchange, stream, frame, trades in lines:
         timelines[exchange].add(ts_us, stream, frame, trades)
     return timelines
+
+
+def synthetic_binance_frames(*, rate: int, seconds: int, first_id: int, symbol: str = "BTCUSDT",
+                             start_ms: int | None = None, seed: int | None = None,
+                             tail: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, bytes]]:
+    """(trade time ms, combined-stream frame) of a Binance ``<symbol>@trade`` stream at a steady ``rate``
+    trades/s for ``seconds``, one trade a frame, ids ``first_id`` onwards, prices a random walk (tick 0.1),
+    from ``start_ms`` (default: now), then ``tail`` (rate, seconds) more: a quiet end after which a client
+    still sees later ids (a feed finds a gap only at the next frame)."""
+    import random
+
+    rng = random.Random(seed)
+    start_ms = int(time.time() * 1000) if start_ms is None else start_ms
+    stream = f"{symbol.lower()}@trade"
+    price = 600000  # tenths
+    main, (tail_rate, tail_s) = rate * seconds, tail
+    times = [start_ms + n * 1000 // rate for n in range(main)]
+    times += [start_ms + seconds * 1000 + n * 1000 // tail_rate for n in range(tail_rate * tail_s)]
+    for n, ts in enumerate(times):
+        price = max(10, price + rng.randint(-50, 50))
+        data = {"e": "trade", "E": ts, "T": ts, "s": symbol, "t": first_id + n, "p": f"{price // 10}.{price % 10}",
+                "q": f"{rng.randint(1, 500) / 1000:.3f}", "X": "MARKET", "m": rng.random() < 0.5}
+        yield ts, orjson.dumps({"stream": stream, "data": data})
+
+
+def synthetic_binance(path: Path, *, first_id: int, **frames: Any) -> tuple[int, int]:
+    """A capture file of :func:`synthetic_binance_frames` (same arguments). For load runs (benchmarks, fault
+    tests): fresh ids each run keep Silver from dropping them as repeats. Returns the first and last trade id."""
+    last = first_id - 1
+    with gzip.open(path, "wb") as out:
+        for ts, frame in synthetic_binance_frames(first_id=first_id, **frames):
+            out.write(capture_line(ts * 1000, BINANCE, frame))
+            last += 1
+    return first_id, last

@@ -41,10 +41,11 @@ def capture_frames(path: Path) -> list[dict]:
     return [json.loads(json.loads(line)["frame"], parse_float=Decimal) for line in gzip.open(path)]
 
 
-def binance_trades(capture: Path) -> list[dict]:
-    """(time s, tie-break, price, qty, taker buys) straight from the frames (spot or futures)."""
+def binance_trades(capture: Path, symbol: str = "BTC/USDT") -> list[dict]:
+    """(time s, tie-break, price, qty, taker buys) straight from the frames (spot or futures) of
+    ``symbol`` (canonical)."""
     return [{
-        "symbol": "BTC/USDT", "time": Decimal(f["data"]["T"]) / 1000, "order": (f["data"]["T"], f["data"]["t"]),
+        "symbol": symbol, "time": Decimal(f["data"]["T"]) / 1000, "order": (f["data"]["T"], f["data"]["t"]),
         "id": str(f["data"]["t"]), "price": Decimal(f["data"]["p"]), "qty": Decimal(f["data"]["q"]),
         "buy": not f["data"]["m"],
     } for f in capture_frames(capture) if f.get("data", {}).get("e") == "trade"]

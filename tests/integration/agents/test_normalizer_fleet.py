@@ -33,8 +33,8 @@ pytestmark = pytest.mark.integration
 RAW = topics.raw("binanceusdm")
 
 
-def assignment(settings) -> dict[int, set[int]]:
-    """Worker pid -> the raw Binance partitions it owns now (the client id carries the pid); {} while
+def assignment(settings, topic: str = RAW) -> dict[int, set[int]]:
+    """Worker pid -> the partitions of ``topic`` (a raw topic) it owns now (the client id carries the pid); {} while
     the group is rebalancing (or its coordinator does not answer yet)."""
     admin = AdminClient(settings.kafka_client_config())  # referenced until the answer: its futures die with it
     group = admin.describe_consumer_groups([groups.NORMALIZER], request_timeout=10)
@@ -45,7 +45,7 @@ def assignment(settings) -> dict[int, set[int]]:
     if description.state.name != "STABLE":
         return {}
     return {int(m.client_id.rsplit("-", 1)[1]): {tp.partition for tp in m.assignment.topic_partitions
-                                                 if tp.topic == RAW}
+                                                 if tp.topic == topic}
             for m in description.members}
 
 
@@ -68,13 +68,14 @@ def wait_for(condition, timeout_s: float, what: str):
     raise AssertionError(f"{what} within {timeout_s:.0f}s")
 
 
-def wait_for_owners(settings, pids: set[int], partitions: list[int], timeout_s: float) -> dict[int, set[int]]:
-    """The stable assignment once exactly ``pids`` are the group and each owns raw partitions,
+def wait_for_owners(settings, pids: set[int], partitions: list[int], timeout_s: float,
+                    topic: str = RAW) -> dict[int, set[int]]:
+    """The stable assignment once exactly ``pids`` are the group and each owns partitions of ``topic``,
     all of ``partitions`` between them."""
     deadline = time.monotonic() + timeout_s
     seen: dict[int, set[int]] = {}
     while time.monotonic() < deadline:
-        seen = assignment(settings)
+        seen = assignment(settings, topic)
         if set(seen) == pids and all(seen.values()) and set().union(*seen.values()) == set(partitions):
             return seen
         time.sleep(1)

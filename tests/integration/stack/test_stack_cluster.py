@@ -5,13 +5,8 @@ Its own home and ports; the session's one-broker stack is not touched.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -19,63 +14,16 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from streamapp import topics
 from streamapp.clients.kafka import ensure_topics
-from streamapp.settings import Settings
-from streamapp.stack import services
-from tests.integration.processes import free_port
+from tests.integration.cluster import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
-
-
-def free_block(size: int) -> int:
-    """A port p with p .. p+size-1 all free (a cluster's nodes use every second port from p)."""
-    for _ in range(50):
-        base = free_port()
-        ports = range(base, base + size)
-        if base + size < 65535 and all(_free(p) for p in ports):
-            return base
-    raise RuntimeError(f"no {size} consecutive free ports found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-class Cluster:
-    """``streamapp stack …`` as a user runs it, against a stack of its own."""
-
-    def __init__(self, home: Path) -> None:
-        base = free_block(6)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAPP_")} | {
-            "STREAMAPP_HOME": str(home),
-            "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base}",
-            "STREAMAPP_KAFKA_CONTROLLER_PORT": str(base + 1),
-            "STREAMAPP_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}",
-            "STREAMAPP_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}",
-            "STREAMAPP_KAFKA_HEAP": "256m",
-        }
-        self.settings = services.sized(Settings(home=home, kafka_bootstrap_servers=f"127.0.0.1:{base}",
-                                                kafka_controller_port=base + 1), 3)
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "streamapp.cli", "stack", *args], env=self.env,
-                                capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
-        if check:
-            assert result.returncode == 0, f"stack {' '.join(args)}: {result.stdout}{result.stderr}"
-        return result
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        out = cluster.cli("up", "--brokers", "3").stdout
-        for name in ("broker-1", "broker-2", "broker-3", "registry", "warehouse"):
-            assert f"{name}" in out and "healthy at" in out, out
+        cluster.up()
         yield cluster
     finally:
         cluster.cli("down", check=False)
