@@ -3,7 +3,7 @@
 They are found with :mod:`importlib.resources`, so an installed wheel (or the
 compose image, built with ``pip install .``) reads the same files as a checkout:
 ``sql/`` (the migrations), ``captures/`` (the simulator's recordings) and
-``stack/pom.xml`` (the Kafka jars Maven fetches).
+``stack/pom.xml`` (the Kafka jars Maven fetches) and ``stack/prometheus-rules.yml`` (the alert rules).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def stack_settings(brokers: int | None = None) -> Settings:
 @click.option("--with-prometheus", is_flag=True,
               help="Also run Prometheus (the `prometheus` binary, installed by `make install`) at "
                    "STREAMAPP_PROMETHEUS_URL, scraping every process the stack and `pipeline up` start and "
-                   "loading deploy/prometheus-rules.yml. `stack down` stops it too.")
+                   "loading the alert rules streamapp ships (streamapp/stack/prometheus-rules.yml). `stack down` stops it too.")
 def up(brokers: int | None, with_prometheus: bool) -> None:
     """Start every service (idempotent) and wait until each is healthy.
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import yaml
 
+from streamapp import package_data
 from streamapp.errors import StreamappError
 from streamapp.settings import Settings
 
 # The scrape jobs (deploy/prometheus.yml's names); the feed's own exchange label wins over the target's.
 JOBS = {"streamapp-worker": {}, "streamapp-feed": {"honor_labels": True}, "streamapp-simulator": {}}
-# The alert rules both deploy/ configs load; a checkout has them (an installed wheel does not ship deploy/).
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-rules.yml"
+# The alert rules (package data, so an installed streamapp has them; deploy/'s configs and compose load the same file).
+RULES = ("stack", "prometheus-rules.yml")
 
 
 def directory(settings: Settings) -> Path:
@@ -54,7 +55,7 @@ def config(settings: Settings) -> dict:
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "scrape_timeout": _duration(min(settings.prometheus_scrape_interval_s, 10.0))},
-        "rule_files": [str(RULES)] if RULES.exists() else [],
+        "rule_files": [str(package_data.path(*RULES).resolve())],
         "scrape_configs": scrape_configs,
     }
 

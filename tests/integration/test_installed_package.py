@@ -87,6 +87,10 @@ def test_the_installed_wheel_runs_stack_migrations_pipeline_and_candles(venv, tm
         assert Path(module_file).is_relative_to(venv), f"{module_file} is not from the wheel installed in {venv}"
     installed = Path(where[0]).parent
     assert (installed / "stack" / "pom.xml").is_file()  # what `stack up` gives Maven on a cold cache
+    # `stack up --with-prometheus` loads the alert rules from the wheel too (not from a checkout's deploy/).
+    rules = run([python, "-c", "from streamapp.settings import get_settings; from streamapp.stack import prometheus; "
+                 "print(*prometheus.config(get_settings())['rule_files'])"], env=env, cwd=outside, timeout_s=60).split()
+    assert len(rules) == 1 and Path(rules[0]).is_relative_to(installed) and Path(rules[0]).is_file(), rules
 
     try:
         out = run([streamapp, "stack", "up"], env=env, cwd=outside, timeout_s=180)

@@ -22,6 +22,7 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 DATASOURCE_FILES = sorted((DEPLOY / "grafana" / "provisioning" / "datasources").glob("*.yaml"))
 PROVIDER_FILES = sorted((DEPLOY / "grafana" / "provisioning" / "dashboards").glob("*.yaml"))
 PROMETHEUS_FILES = sorted(DEPLOY.glob("prometheus*.yml"))
+RULES = DEPLOY.parent / "streamapp" / "stack" / "prometheus-rules.yml"  # package data: the local stack loads it too
 
 # Series Prometheus makes itself for every target.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}
@@ -97,8 +98,8 @@ def _yaml(path: Path):
 
 def test_prometheus_files_exist_and_parse():
     names = {p.name for p in PROMETHEUS_FILES}
-    assert {"prometheus.yml", "prometheus-local.yml", "prometheus-rules.yml"} <= names
-    for path in PROMETHEUS_FILES:
+    assert {"prometheus.yml", "prometheus-local.yml"} <= names
+    for path in [*PROMETHEUS_FILES, RULES]:
         assert isinstance(_yaml(path), dict), path
 
 
@@ -152,17 +153,17 @@ def test_local_prometheus_scrapes_the_settings_default_ports():
 
 def test_rule_files_are_found_by_both_configs():
     local = _yaml(DEPLOY / "prometheus-local.yml")["rule_files"]
-    assert all((DEPLOY / r).exists() for r in local)
-    mounts = [v.split(":") for v in _compose()["services"]["prometheus"]["volumes"] if v.startswith("./deploy/")]
-    inside = [target for source, target, *_ in mounts if source == "./deploy/prometheus-rules.yml"]
-    assert inside, "compose.yaml does not mount deploy/prometheus-rules.yml into Prometheus"
+    assert [(DEPLOY / r).resolve() for r in local] == [RULES]
+    mounts = [v.split(":") for v in _compose()["services"]["prometheus"]["volumes"] if v.startswith("./")]
+    inside = [target for source, target, *_ in mounts if source == f"./{RULES.relative_to(DEPLOY.parent)}"]
+    assert inside, f"compose.yaml does not mount {RULES.relative_to(DEPLOY.parent)} into Prometheus"
     compose = _yaml(DEPLOY / "prometheus.yml")["rule_files"]
     assert any(fnmatch.fnmatch(inside[0], pattern) for pattern in compose), (inside, compose)
 
 
 def _rule_exprs() -> list[tuple[str, str]]:
     found = []
-    for path in PROMETHEUS_FILES:
+    for path in [RULES]:
         for group in (_yaml(path) or {}).get("groups", []):
             for rule in group["rules"]:
                 assert ("alert" in rule) != ("record" in rule), rule

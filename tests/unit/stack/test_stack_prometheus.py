@@ -19,6 +19,7 @@ from streamapp.settings import Settings
 from streamapp.stack import prometheus, services
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+RULES = DEPLOY.parent / "streamapp" / "stack" / "prometheus-rules.yml"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (`make install` installs "
                                     "the Debian package prometheus, which has it)")
@@ -38,10 +39,10 @@ def test_generated_config_passes_promtool_and_loads_the_alert_rules(tmp_path):
     path = prometheus.write_config(settings)
     checked = _promtool("check", "config", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 1 rule files found" in checked.stdout  # deploy/prometheus-rules.yml, checked with it
+    assert "SUCCESS: 1 rule files found" in checked.stdout  # the packaged rules, checked with it
     config = yaml.safe_load(path.read_text())
     assert config["global"]["scrape_interval"] == "1500ms"  # "1.5s" is no Prometheus duration
-    assert config["rule_files"] == [str(DEPLOY / "prometheus-rules.yml")]
+    assert config["rule_files"] == [str(RULES)]
 
 
 @needs_promtool
@@ -53,7 +54,7 @@ def test_deploy_configs_pass_promtool(name):
 
 @needs_promtool
 def test_alert_rules_pass_promtool():
-    checked = _promtool("check", "rules", str(DEPLOY / "prometheus-rules.yml"))
+    checked = _promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "rules found" in checked.stdout
 
