@@ -24,8 +24,11 @@ from streamapp.settings import Settings
 
 # The scrape jobs (deploy/prometheus.yml's names); the feed's own exchange label wins over the target's.
 JOBS = {"streamapp-worker": {}, "streamapp-feed": {"honor_labels": True}, "streamapp-simulator": {}}
-# The alert rules (package data, so an installed streamapp has them; deploy/'s configs and compose load the same file).
-RULES = ("stack", "prometheus-rules.yml")
+
+
+def rules_file() -> Path:
+    """The alert rules: package data, so an installed streamapp has them (deploy/'s configs and compose load it too)."""
+    return package_data.path("stack", "prometheus-rules.yml")
 
 
 def directory(settings: Settings) -> Path:
@@ -55,7 +58,7 @@ def config(settings: Settings) -> dict:
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "scrape_timeout": _duration(min(settings.prometheus_scrape_interval_s, 10.0))},
-        "rule_files": [str(package_data.path(*RULES).resolve())],
+        "rule_files": [str(rules_file().resolve())],
         "scrape_configs": scrape_configs,
     }
 

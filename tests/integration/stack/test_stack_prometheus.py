@@ -77,7 +77,7 @@ def test_prometheus_scrapes_every_pipeline_process_and_its_query_api_reads_them_
         # The alert rules are loaded and evaluated.
         rules = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         loaded = [r for g in rules for r in g["rules"]]
-        declared = [r for g in yaml.safe_load(prometheus.RULES.read_text())["groups"] for r in g["rules"]]
+        declared = [r for g in yaml.safe_load(prometheus.rules_file().read_text())["groups"] for r in g["rules"]]
         assert len(loaded) == len(declared) and all(r["health"] == "ok" for r in loaded), loaded
 
         # `stack status` lists it while it runs.
