@@ -61,6 +61,7 @@ sys.path.insert(0, str(REPO))
 
 from streamapp import groups, headers, migrations, tables, topics  # noqa: E402
 from streamapp.clients.clickhouse import connect  # noqa: E402
+from streamapp.clients.kafka import ensure_topics  # noqa: E402
 from streamapp.settings import Settings, get_settings  # noqa: E402
 from streamapp.simulator.capture import synthetic_binance, synthetic_binance_frames  # noqa: E402
 
@@ -302,7 +303,9 @@ def skip_backlog(settings: Settings, exchange: str = EXCHANGE) -> None:
 
 
 def prepare_warehouse(settings: Settings) -> None:
-    """Apply pending migrations and start the binance Kafka table at the end of its topic."""
+    """Create the pipeline topics (a fresh stack has none: the Kafka tables subscribe to them), apply pending
+    migrations and start the binance Kafka table at the end of its topic."""
+    ensure_topics(settings, topics.PIPELINE_TOPICS)
     client = connect(settings)
     for migration in migrations.pending(client, migrations.discover()):
         migrations.apply(client, settings, migration)
