@@ -422,8 +422,8 @@ def ingest_section(settings: Settings, records: int) -> dict:
     """Time a backlog of ``records`` normalized trades through the binance Kafka table into Silver and Gold."""
     import asyncio  # noqa: PLC0415
 
-    import orjson  # noqa: PLC0415
     from confluent_kafka import Producer  # noqa: PLC0415
+    from throughput import produce  # noqa: PLC0415  (bench/ is the script's directory)
 
     from streamapp.clients.registry import register_trade_schema  # noqa: PLC0415
     from streamapp.codecs.avro import TradeAvroCodec  # noqa: PLC0415
@@ -448,12 +448,7 @@ def ingest_section(settings: Settings, records: int) -> dict:
         for n, (ts, frame) in enumerate(itertools.islice(frames, records)):
             hdrs = [(headers.RECEIVE_TIME_US, str(ts * 1000).encode())]
             for out in dispatcher.dispatch(frame, b"BTCUSDT", hdrs, 0, n):
-                while True:
-                    try:
-                        producer.produce(topic, out.value, out.key, headers=out.headers)
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
+                produce(producer, topic, out.value, out.key, headers=out.headers)
         if producer.flush(120):
             raise SystemExit("the broker did not take the ingest input in 120 s")
         silver, gold = Poller.silver(settings, start_ms, 0.1), Poller.gold(settings, start_ms, 0.1)

@@ -139,16 +139,21 @@ def produce_input(settings: Settings, copies: list[list[bytes]],
     now = str(time.time_ns() // 1000).encode()
     for k, copy in enumerate(copies):
         for frame in copy:
-            while True:
-                try:
-                    producer.produce(RAW, frame, b"BTCUSDT", partition=k % partitions,
-                                     headers=[(headers.RECEIVE_TIME_US, now)])
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            produce(producer, RAW, frame, b"BTCUSDT", partition=k % partitions,
+                    headers=[(headers.RECEIVE_TIME_US, now)])
     if producer.flush(120):
         raise SystemExit("the broker did not take the whole input in 120 s")
     return start, end_offsets(settings, RAW)
+
+
+def produce(producer: Producer, topic: str, value: bytes, key: bytes, **options: object) -> None:
+    """``producer.produce``, waiting for room when its local queue is full (benchmarks outrun the broker)."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **options)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
