@@ -184,3 +184,27 @@ def test_a_kafka_table_left_missing_by_an_interrupted_recreate_is_created_and_re
     assert bronze_rows(client, symbol, "kraken") == 40
     assert bronze_rows(client, exchange="kraken") == bronze_before + 20
     assert invoke("db", "status").exit_code == 0
+
+
+def test_migrate_in_a_stack_started_with_three_brokers_lists_all_three(stack, tmp_path, monkeypatch):
+    """After `stack up --brokers 3` nothing more is exported: `db migrate` must still give the Kafka
+    tables every node, or ClickHouse stops reading whenever the first one is down."""
+    from streamapp.settings import Settings
+    from streamapp.stack import kafka
+
+    monkeypatch.delenv("STREAMAPP_STACK_BROKERS", raising=False)
+    kafka.cluster_id(Settings(home=tmp_path, stack_brokers=3))  # the record `stack up --brokers 3` writes
+    name = f"drift_{uuid.uuid4().hex[:8]}"
+    admin = connect(stack)
+    admin.command(f"CREATE DATABASE {name}")
+    try:
+        env = {"STREAMAPP_HOME": str(tmp_path), "STREAMAPP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",  # closed: inert
+               "STREAMAPP_CLICKHOUSE_URL": f"{stack.clickhouse_url.rstrip('/')}/{name}"}
+        result = invoke("db", "migrate", env=env)
+        assert result.exit_code == 0, result.output
+        for table in tables.KAFKA_TABLES:
+            assert "kafka_broker_list = \\'127.0.0.1:9,127.0.0.1:11,127.0.0.1:13\\'" in engine_full(admin, name, table)
+        status = invoke("db", "status", env=env)
+        assert status.exit_code == 0, status.output
+    finally:
+        admin.command(f"DROP DATABASE IF EXISTS {name}")
