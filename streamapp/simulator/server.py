@@ -103,17 +103,13 @@ class Simulator:
         if repeat > 1 and (live or timelines.get(KRAKEN, Timeline(KRAKEN)).items):
             raise ValueError("repeat replays Binance captures (spot, futures), and not with live")
         self.repeat = repeat
-        # Per (exchange, stream): how far each round moves trade ids; per exchange: how far it moves times.
-        self._id_span: dict[tuple[str, str], int] = {}
+        # Per exchange: how far each round moves trade times (ids: ``_id_range``, per symbol).
         self._round_us: dict[str, int] = {}
         if repeat > 1:
             for name, timeline in timelines.items():
                 if timeline.items:
                     first, last = timeline.items[0].ts_us, timeline.items[-1].ts_us
                     self._round_us[name] = last - first + max(1, (last - first) // max(1, len(timeline.items) - 1))
-                for stream, items in timeline.by_stream.items():
-                    ids = [t["t"] for item in items for t in item.trades]
-                    self._id_span[(name, stream)] = max(ids) - min(ids) + 1 if ids else 0
         self.timelines = timelines
         self.speed = speed
         self.live = live
@@ -135,6 +131,10 @@ class Simulator:
                               registry=self.registry)
         self.skipped: list[tuple[str, int]] = []  # (stream, capture seq) of frames skipped by faults
         self._trades = self._index_trades()
+        # Per (exchange, symbol): its first trade id and how far each round moves ids (repeat; WebSocket and REST alike).
+        self._id_range: dict[tuple[str, str], tuple[int, int]] = {
+            key: (min(ids), max(ids) - min(ids) + 1) for key, trades in self._trades.items()
+            if repeat > 1 and (ids := [t["t"] for t in trades])}
         self.listed = listings.listed(timelines)  # exchange id -> symbols its metadata endpoint lists
 
     # --- app -------------------------------------------------------------------
@@ -318,7 +318,7 @@ class Simulator:
         data = msg["data"]
         shift_ms = round_ * self._round_us[exchange] // 1000
         if data.get("e") == "trade":
-            data["t"] += round_ * self._id_span[(exchange, item.stream)]
+            data["t"] += round_ * self._id_range[(exchange, data["s"])][1]
             for key in ("E", "T"):
                 if key in data:
                     data[key] += shift_ms
@@ -423,8 +423,7 @@ class Simulator:
         from_id = int(request.query.get("fromId", trades[-1]["t"] - limit + 1))
         rows = []
         # With repeat, later rounds serve the same trades with moved ids and times (as the WebSocket sends them).
-        first_id = min(t["t"] for t in trades) if self.repeat > 1 else 0
-        span = max(t["t"] for t in trades) - first_id + 1 if self.repeat > 1 else 0
+        first_id, span = self._id_range.get((history.exchange, symbol), (0, 0))
         round_us = self._round_us.get(history.exchange, 0)
         for round_ in range(max(0, min(self.repeat - 1, (from_id - first_id) // span)) if span else 0, self.repeat):
             for t in trades:
