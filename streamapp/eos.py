@@ -30,6 +30,9 @@ transactions and a crash duplicates output even for ``read_committed`` readers
   and waits for the locks after, so a batch sent in between was committed with
   older offsets (90 duplicates after a SIGKILL in one CI run). The transactions
   end concurrently, not one after the other;
+* a batch fetched while the flow is stopped (a rebalance) is not transformed, and the consumer
+  seeks back to the committed offsets, as Faust's own ``getmany`` does: the fetch may have
+  returned after the rebalance's own seek, and dropping it later would leave the consumer past it;
 * a batch fetched before or during a rebalance, or whose partition's producer is gone,
   not started yet or stopped meanwhile (Faust stops a revoked partition's producer without its lock),
   is dropped unacknowledged: the partition's next owner reads it again from the
@@ -77,6 +80,7 @@ FAUST_PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
 # rebalance, stop); Consumer.on_partitions_revoked(revoked) contains the rebalance's commit;
 # TransactionManager.on_rebalance(assigned, revoked, newly_assigned) starts the producers of a generation
 # (Producer.stop_transaction(transactional_id) stops one).
+# Consumer.perform_seek() seeks every assigned partition to its committed offset (and resets _read_offset).
 # Public attributes read: App.consumer_generation_id, Consumer.flow_active, Consumer.transactions,
 # Monitor.stream_inbound_time (Faust's livelock detector), Monitor.on_tp_commit.
 
@@ -175,6 +179,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 records, _active = await self._wait_next_records(1.0)
                 if not records or self.should_stop:
                     await asyncio.sleep(0)
+                    continue
+                if not self.flow_active:
+                    # Fetched across a rebalance. Its seek to the committed offsets may be done already and
+                    # these records read from there: dropped at the send, with the consumer past them, they
+                    # would be lost. As Faust's own getmany does: nothing is transformed, and the consumer
+                    # goes back to the committed offsets (nothing is marked done while the flow is stopped).
+                    if sending is not None:
+                        await sending
+                        sending = None
+                    await self.perform_seek()
                     continue
                 generation = self.app.consumer_generation_id
                 work = await self._transform(records)
