@@ -189,6 +189,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         await sending
                         sending = None
                     await self.perform_seek()
+                    log.info("rebalance under way: %d records fetched meanwhile will be read again from the "
+                             "committed offsets", sum(len(batch) for batch in records.values()))
                     continue
                 generation = self.app.consumer_generation_id
                 work = await self._transform(records)
