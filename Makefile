@@ -45,7 +45,7 @@ demo: install
 test: install
 	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m "not faults" $(PYTEST_ARGS)
 
-# Fault runs: a worker fleet, faults under load on the whole pipeline (minutes each; see the README's Tests section).
+# Fault runs: faults under load on the whole pipeline, on a 3-broker stack of their own (minutes each; see the README's Tests section).
 test-faults: install
 	$(TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -m faults $(PYTEST_ARGS)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -296,3 +299,48 @@ def test_the_worker_rides_out_a_broker_restart_and_normalizes_each_record_once(s
     lineage = sorted((r["raw_partition"], r["raw_offset"]) for r in
                      (deserialize(m.value(), SerializationContext(m.topic(), MessageField.VALUE)) for m in got))
     assert lineage == sorted(positions)
+
+
+@pytest.mark.timeout(240)
+def test_a_worker_started_while_the_registry_is_down_waits_for_it_and_loses_nothing(pipeline_topics, tmp_path):
+    """The registry down when a worker starts (a whole stack restarting, say): the worker stays up, retries
+    the schema registration, normalizes nothing meanwhile, and once a registry answers (here a second
+    instance of the local one, on the same `_schemas` topic) each raw record once, none into the DLQ."""
+    settings = pipeline_topics
+    frames = shared_data_file("binance", "binance_usdm_ws_trades_BTCUSDT_2024-08-08T2355_2357.jsonl").read_bytes()
+    frames = frames.splitlines()[:300]
+    target = topics.normalized("binanceusdm")
+    start, dlq_start = end_offsets(settings, target), end_offsets(settings, topics.DLQ)
+    now = time.time_ns() // 1000
+    positions = produce(settings, topics.raw("binanceusdm"), [(b"BTCUSDT", f, received_header(now)) for f in frames])
+    url = f"http://127.0.0.1:{free_port()}"
+    worker = Process(["worker"], tmp_path / "worker.log", env={
+        "STREAMAPP_WORKER_WEB_PORT": str(free_port()), "STREAMAPP_WORKER_METRICS_PORT": str(free_port()),
+        "STREAMAPP_SCHEMA_REGISTRY_URL": url})
+    registry = None
+    try:
+        deadline = time.monotonic() + 90
+        while "cannot reach the schema registry" not in worker.output() or "retrying in 2 s" not in worker.output():
+            assert worker.proc.poll() is None, "the worker died:\n" + worker.why_it_died()
+            assert time.monotonic() < deadline, "the worker never reported the registry down:\n" + worker.output()[-3000:]
+            time.sleep(0.5)
+        assert read_from(settings, target, start, until=1, timeout_s=3, isolation="read_uncommitted") == []
+        registry = subprocess.Popen([sys.executable, "-m", "streamapp.stack.registry"],
+                                    env={**os.environ, "STREAMAPP_SCHEMA_REGISTRY_URL": url},
+                                    stdout=(tmp_path / "registry.log").open("wb"), stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        read_from(settings, target, start, until=len(frames), timeout_s=150)
+        got = read_from(settings, target, start, until=10**9, timeout_s=6)  # a duplicate would show up now
+        got_dlq = read_from(settings, topics.DLQ, dlq_start, until=10**9, timeout_s=3)
+        assert worker.proc.poll() is None, "the worker died:\n" + worker.why_it_died()
+    finally:
+        worker.stop()
+        if registry is not None:
+            registry.terminate()
+            registry.wait(30)
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.schema_registry_config()))
+    records = [deserialize(m.value(), SerializationContext(target, MessageField.VALUE)) for m in got]
+    ours = set(positions)
+    lineage = sorted(p for p in ((r["raw_partition"], r["raw_offset"]) for r in records) if p in ours)
+    assert lineage == sorted(positions), f"{len(lineage)} normalized ({len(set(lineage))} distinct) for {len(positions)}"
+    assert not ours & {dlq_origin(m) for m in got_dlq}

@@ -95,7 +95,6 @@ def test_pipeline_starts_distinct_workers_in_one_group():
     assert [svc.host_port(settings)[1] for svc in fleet] == [int(e["STREAMAPP_WORKER_METRICS_PORT"]) for e in envs]
 
 
-@pytest.mark.faults  # two rebalance crashes found and fixed; kept here until more runs back the second fix (README, Tests)
 @pytest.mark.timeout(480)
 def test_a_fleet_worker_killed_mid_stream_hands_over_and_each_record_is_normalized_once(stack, tmp_path):
     settings = stack
