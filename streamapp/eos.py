@@ -63,6 +63,8 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streamapp import coordinator_retry
+
 log = logging.getLogger(__name__)
 
 #: Every private Faust name this module relies on, as (class, attribute): what breaks if one changes.
@@ -459,4 +461,5 @@ class App(faust.App):
     """A Faust app whose agents consume through :func:`process_batches`."""
 
     def _new_transport(self) -> Transport:
+        coordinator_retry.install()  # its transactional producers ride out a broker restart
         return Transport(self.conf.broker_consumer, self)

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "streamapp.settings": 2,
     # 3: libraries: codecs, normalization rules, clients of the stack's services
     "streamapp.codecs": 3, "streamapp.normalize": 3, "streamapp.clients": 3, "streamapp.migrations": 3,
-    "streamapp.eos": 3,
+    "streamapp.eos": 3, "streamapp.coordinator_retry": 3,
     # 4: the parts that run: feeds, simulator, normalizer, stack, warehouse, operator tools
     "streamapp.feeds": 4, "streamapp.simulator": 4, "streamapp.dispatch": 4, "streamapp.app": 4,
     "streamapp.stack": 4, "streamapp.pipeline": 4, "streamapp.coldtier": 4, "streamapp.operate": 4,
