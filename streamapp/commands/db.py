@@ -6,14 +6,7 @@ import click
 
 from streamapp import migrations
 from streamapp.clients.clickhouse import connect
-from streamapp.settings import Settings, get_settings
-from streamapp.stack import services
-
-
-def db_settings() -> Settings:
-    """The settings, sized to the local stack: after `stack up --brokers 3` the Kafka tables are
-    given every node even if only the first is in STREAMAPP_KAFKA_BOOTSTRAP_SERVERS."""
-    return services.for_stack(get_settings())
+from streamapp.commands.stack import stack_settings
 
 
 @click.group()
@@ -33,7 +26,9 @@ def migrate() -> None:
     and created again under the same consumer group, so its views resume from the
     group's committed offsets.
     """
-    settings = db_settings()
+    # Sized to the local stack: after `stack up --brokers 3` the Kafka tables get every node
+    # even if only the first is in STREAMAPP_KAFKA_BOOTSTRAP_SERVERS.
+    settings = stack_settings()
     steps = 0
     for step in migrations.migrate(connect(settings), settings):
         click.echo(step)
@@ -47,7 +42,7 @@ def status() -> None:
     """List every migration, applied (when) or pending, and where live tables differ from
     today's settings (TTLs, Kafka broker list and registry URL). Exit 1 if anything is
     pending or differs; `streamapp db migrate` brings them in line."""
-    settings = db_settings()
+    settings = stack_settings()
     client = connect(settings)
     done = migrations.applied(client)
     found = migrations.discover()

@@ -9,8 +9,7 @@ import click
 from streamapp import pipeline, tables
 from streamapp.clients.clickhouse import connect
 from streamapp.operate import formats
-from streamapp.settings import get_settings
-from streamapp.commands.stack import echo_status
+from streamapp.commands.stack import echo_status, stack_settings
 from streamapp.stack import services
 
 
@@ -32,7 +31,7 @@ def up(source: str, wait_s: float, workers: int) -> None:
 
     Running it again with more --workers adds workers; it never stops any
     (`streamapp pipeline down` stops them all)."""
-    settings = services.for_stack(get_settings())
+    settings = stack_settings()
     click.echo("stack: starting (broker, registry, warehouse) ...")
     applied = pipeline.prepare(settings)
     click.echo(f"stack: healthy; migrations applied now: {', '.join(applied) or 'none (up to date)'}")
@@ -77,14 +76,14 @@ def _show_first_candles(settings, wait_s: float) -> None:
 @pipeline_group.command()
 def down() -> None:
     """Stop the feeds, simulator and worker (the stack keeps running)."""
-    stopped = services.down(services.for_stack(get_settings()), pipeline.ALL)
+    stopped = services.down(stack_settings(), pipeline.ALL)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @pipeline_group.command()
 def status() -> None:
     """Each pipeline process: pid, metrics address, memory, health. Exit 1 unless all that run are healthy."""
-    rows = [row for row in services.status(services.for_stack(get_settings()), pipeline.ALL)
+    rows = [row for row in services.status(stack_settings(), pipeline.ALL)
             if row.running or row.name not in {w.name for w in pipeline.FLEET[1:]}]  # idle fleet slots: no rows
     echo_status(rows)
     if any(row.running and not row.healthy for row in rows) or not any(row.running for row in rows):
@@ -96,4 +95,4 @@ def status() -> None:
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs(name: str, lines: int) -> None:
     """Show a pipeline process's log."""
-    click.echo(services.log_tail(services.for_stack(get_settings()), name, lines))
+    click.echo(services.log_tail(stack_settings(), name, lines))

@@ -205,7 +205,7 @@ def draining(c: BatchConsumer, partition: PartitionLog, on_fetch) -> asyncio.Fut
 def test_a_batch_fetched_after_the_rebalance_s_seek_but_before_the_flow_resumes_is_read_again():
     """Seen in the fleet test (1 run in 12): a fetch that began before a fast rebalance returned after its
     seek to the committed offsets, while the flow was still stopped. That batch was dropped with the
-    consumer already past it, and the next batches' offsets committed over it: 50 trades lost.
+    consumer already past it, and the next batches' offsets committed over it (here: offsets 100..149).
     Faust's own getmany seeks back to the committed offsets whenever it fetched with the flow stopped."""
     async def scenario() -> tuple[list, BatchConsumer]:
         c, log = consumer()
